@@ -1,0 +1,3 @@
+"""residency: residency-aware task dispatch on AWS ECS Anywhere."""
+
+__version__ = "0.1.0"

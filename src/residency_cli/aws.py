@@ -1,0 +1,184 @@
+"""The only place that builds boto3 sessions and clients, and translates their errors.
+
+boto3 is imported lazily so that `--help`, `validate` and usage errors stay fast. Core code
+receives clients as arguments; the CLI makes them here from the global options.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from residency_cli.errors import AwsError, UsageError
+
+if TYPE_CHECKING:
+    import boto3
+    from mypy_boto3_ecs import ECSClient
+    from mypy_boto3_logs import CloudWatchLogsClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_ssm import SSMClient
+    from mypy_boto3_sts import STSClient
+
+# Throttling on ECS and CloudWatch Logs is common in busy accounts; adaptive mode backs off
+# client-side too. https://boto3.amazonaws.com/v1/documentation/api/latest/guide/retries.html
+RETRY_CONFIG: dict[str, Any] = {"mode": "adaptive", "max_attempts": 8}
+CONNECT_TIMEOUT_SECONDS = 5
+READ_TIMEOUT_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    """Where to reach AWS: from the global options, the map and the environment."""
+
+    profile: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+    credentials: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Clients:
+    """Lazily created clients sharing one session; pass the ones a core function needs."""
+
+    settings: AwsSettings
+    _session: Any = None
+    _clients: dict[str, Any] = field(default_factory=dict)
+
+    def session(self) -> boto3.Session:
+        if self._session is None:
+            self._session = make_session(self.settings)
+        return self._session  # type: ignore[no-any-return]
+
+    def _client(self, service: str) -> Any:
+        if service not in self._clients:
+            self._clients[service] = make_client(self.session(), service, self.settings)
+        return self._clients[service]
+
+    @property
+    def ecs(self) -> ECSClient:
+        return self._client("ecs")  # type: ignore[no-any-return]
+
+    @property
+    def logs(self) -> CloudWatchLogsClient:
+        return self._client("logs")  # type: ignore[no-any-return]
+
+    @property
+    def ssm(self) -> SSMClient:
+        return self._client("ssm")  # type: ignore[no-any-return]
+
+    @property
+    def s3(self) -> S3Client:
+        return self._client("s3")  # type: ignore[no-any-return]
+
+    @property
+    def sts(self) -> STSClient:
+        return self._client("sts")  # type: ignore[no-any-return]
+
+    @property
+    def region(self) -> str:
+        return str(self.session().region_name)
+
+
+def make_session(settings: AwsSettings) -> boto3.Session:
+    import boto3
+    import botocore.exceptions
+
+    try:
+        session = boto3.Session(
+            profile_name=settings.profile,
+            region_name=settings.region,
+            aws_access_key_id=settings.credentials.get("aws_access_key_id"),
+            aws_secret_access_key=settings.credentials.get("aws_secret_access_key"),
+        )
+    except botocore.exceptions.ProfileNotFound:
+        raise UsageError(
+            f"AWS profile {settings.profile!r} is not configured",
+            hint="check ~/.aws/config or pass another --profile",
+        ) from None
+    if not session.region_name:
+        raise UsageError(
+            "no AWS region: set region: in the map, pass --region, or set AWS_REGION",
+        )
+    return session
+
+
+def make_client(session: boto3.Session, service: str, settings: AwsSettings) -> Any:
+    from botocore.config import Config
+
+    config = Config(
+        retries=RETRY_CONFIG,  # type: ignore[arg-type]
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        read_timeout=READ_TIMEOUT_SECONDS,
+        user_agent_extra="residency",
+    )
+    endpoint = settings.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
+    return session.client(service, endpoint_url=endpoint, config=config)  # type: ignore[call-overload]
+
+
+def error_code(error: BaseException) -> str | None:
+    """The AWS error code of a ClientError (e.g. 'ClusterNotFoundException'), else None."""
+    response = getattr(error, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        return str(code) if code else None
+    return None
+
+
+def is_aws_error(error: BaseException) -> bool:
+    return type(error).__module__.startswith(("botocore", "boto3"))
+
+
+_HINTS = {
+    "ClusterNotFoundException": "check `cluster:` in the map and the region",
+    "AccessDeniedException": "the credentials lack a permission residency needs",
+    "AccessDenied": "the credentials lack a permission residency needs",
+    "UnrecognizedClientException": "the credentials are not valid for this account",
+    "InvalidClientTokenId": "the credentials are not valid for this account",
+    "ExpiredTokenException": "the session credentials expired; log in again",
+    "ThrottlingException": "AWS kept throttling after retries; try again later",
+    "ResourceNotFoundException": "check the names in the map and the region",
+}
+
+
+def translate_error(error: BaseException, doing: str | None = None) -> AwsError:
+    """One line saying what failed and what to do next; never a traceback, never secrets."""
+    import botocore.exceptions as bce
+
+    prefix = f"{doing}: " if doing else ""
+    if isinstance(error, bce.ClientError):
+        code = error_code(error) or "Error"
+        message = error.response.get("Error", {}).get("Message", "") or code
+        operation = getattr(error, "operation_name", "AWS")
+        return AwsError(f"{prefix}{operation} failed: {code}: {message}", hint=_HINTS.get(code))
+    if isinstance(error, bce.NoCredentialsError | bce.PartialCredentialsError):
+        return AwsError(
+            f"{prefix}no AWS credentials found",
+            hint="set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or use --sandbox",
+        )
+    if isinstance(error, bce.EndpointConnectionError | bce.ConnectTimeoutError):
+        endpoint = getattr(error, "kwargs", {}).get("endpoint_url", "the endpoint")
+        return AwsError(
+            f"{prefix}cannot reach {endpoint}",
+            hint="check the network, --endpoint-url and --region; is the sandbox up?",
+        )
+    if isinstance(error, bce.ReadTimeoutError):
+        return AwsError(f"{prefix}AWS did not answer in time", hint="try again")
+    if isinstance(error, bce.NoRegionError | bce.InvalidRegionError):
+        return AwsError(f"{prefix}no valid AWS region", hint="set region: in the map or --region")
+    if isinstance(error, bce.ParamValidationError):
+        return AwsError(f"{prefix}invalid request: {error}")
+    return AwsError(f"{prefix}{type(error).__name__}: {error}")
+
+
+@contextmanager
+def aws_errors(doing: str) -> Iterator[None]:
+    """Translate boto errors raised inside into AwsError naming `doing`."""
+    try:
+        yield
+    except Exception as error:
+        if is_aws_error(error):
+            raise translate_error(error, doing) from error
+        raise

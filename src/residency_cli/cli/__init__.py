@@ -1,0 +1,1 @@
+"""The command-line client: parse, call the core, render. No boto3 here."""

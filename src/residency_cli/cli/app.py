@@ -1,0 +1,130 @@
+"""The Typer root: global options, command registration, and `main()`, the one place that
+maps errors to exit codes (CONTRACT.md section 6)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import typer
+
+from residency_cli import __version__
+from residency_cli.cli import config_cmds, hosts_cmds
+from residency_cli.cli.state import AppState
+
+try:  # Typer >= 0.20 vendors click; its exceptions are not those of the `click` package.
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - older Typer
+    from click import exceptions as click_exceptions  # type: ignore[no-redef]
+
+app = typer.Typer(
+    name="residency",
+    help="Residency-aware task dispatch on AWS ECS Anywhere.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"residency {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: str | None = typer.Option(
+        None,
+        "--config",
+        "-c",
+        help="The residency map (default: $RESIDENCY_CONFIG, else ./residency.yaml).",
+    ),
+    profile: str | None = typer.Option(
+        None, "--profile", envvar="AWS_PROFILE", help="AWS profile."
+    ),
+    region: str | None = typer.Option(
+        None,
+        "--region",
+        help="AWS region (default: the map's region, else AWS_REGION/AWS_DEFAULT_REGION).",
+    ),
+    endpoint_url: str | None = typer.Option(
+        None, "--endpoint-url", envvar="AWS_ENDPOINT_URL", help="Send AWS requests here."
+    ),
+    sandbox: bool = typer.Option(False, "--sandbox", help="Target the running local sandbox."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="More detail on stderr."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Residency-aware task dispatch on AWS ECS Anywhere."""
+    ctx.obj = AppState(
+        config_path=config,
+        profile=profile,
+        region=region,
+        endpoint_url=endpoint_url,
+        sandbox=sandbox,
+        verbose=verbose,
+    )
+
+
+app.command("validate")(config_cmds.validate)
+app.command("schema")(config_cmds.schema)
+app.add_typer(hosts_cmds.hosts_app, name="hosts")
+app.command("register-host")(hosts_cmds.register_host)
+app.command("unregister-host")(hosts_cmds.unregister_host)
+
+
+def _verbose(argv: list[str]) -> bool:
+    return "--verbose" in argv or "-v" in argv
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; each error of the contract becomes its exit code, never a traceback."""
+    from residency_cli.cli import render
+    from residency_cli.errors import ResidencyError
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = typer.main.get_command(app)
+    try:
+        result: Any = command.main(args=args, prog_name="residency", standalone_mode=False)
+        code = result if isinstance(result, int) else 0
+    except typer.Exit as exit_:
+        code = exit_.exit_code
+    except click_exceptions.ClickException as problem:
+        problem.show()
+        code = 2
+    except (KeyboardInterrupt, typer.Abort):
+        render.error("interrupted")
+        code = 130
+    except ResidencyError as problem:
+        render.error(str(problem))
+        if _verbose(args) and problem.__cause__ is not None:
+            render.note(f"cause: {problem.__cause__!r}")
+        code = problem.exit_code
+    except BrokenPipeError:
+        # stdout closed early (`residency hosts | head`): not an error worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    except Exception as problem:
+        from residency_cli.aws import is_aws_error, translate_error
+
+        if not is_aws_error(problem):
+            if _verbose(args):
+                raise
+            render.error(
+                f"internal error: {type(problem).__name__}: {problem} (rerun with --verbose)"
+            )
+            return 1
+        translated = translate_error(problem)
+        render.error(str(translated))
+        code = translated.exit_code
+    return code
+
+
+def run() -> None:  # pragma: no cover - console-script shim
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""`validate` and `schema`: the residency map itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from residency_cli.cli import render
+from residency_cli.cli.state import OUTPUT_OPTION, OutputFormat, app_state
+
+
+def validate(ctx: typer.Context, output: OutputFormat = OUTPUT_OPTION) -> None:
+    """Load and validate the map; print a summary (workloads, locations, hosts)."""
+    from residency_cli.placement import build_expression
+    from residency_cli.results import ValidateSummary
+
+    config = app_state(ctx).config()
+    summary = ValidateSummary(
+        source=config.source,
+        cluster=config.cluster,
+        region=config.region,
+        location_attribute=config.location_attribute,
+        locations=list(config.locations),
+        hosts=dict(config.hosts),
+        workloads={name: list(w.locations) for name, w in config.workloads.items()},
+    )
+    if output is OutputFormat.json:
+        render.emit_json(summary)
+        return
+    render.show(
+        f"[green]✓[/green] {config.source} is valid: cluster {config.cluster}, "
+        f"{len(config.workloads)} workload(s), {len(config.locations)} location(s), "
+        f"{len(config.hosts)} declared host(s)"
+    )
+    rows: list[list[Any]] = [
+        [
+            name,
+            w.task_definition,
+            ", ".join(w.locations),
+            build_expression(config.location_attribute, w.locations),
+        ]
+        for name, w in config.workloads.items()
+    ]
+    render.table("Workloads", ["workload", "task definition", "locations", "placement"], rows)
+    described = [
+        [
+            name,
+            loc.data_region,
+            loc.description,
+            ", ".join(h for h, where in config.hosts.items() if where == name),
+        ]
+        for name, loc in config.locations.items()
+    ]
+    render.table(
+        "Locations", ["location", "data region", "description", "declared hosts"], described
+    )
+
+
+def schema() -> None:
+    """Print the JSON Schema of residency.yaml (for editors)."""
+    from residency_cli.config import config_schema
+
+    render.emit_json(config_schema())

@@ -1,0 +1,96 @@
+"""What the global options decided, shared by every command through Typer's context."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from residency_cli.aws import AwsSettings, Clients
+    from residency_cli.config import Config
+
+
+class OutputFormat(str, enum.Enum):
+    text = "text"
+    json = "json"
+
+
+OUTPUT_OPTION: Any = typer.Option(
+    OutputFormat.text,
+    "--output",
+    "-o",
+    help="text for people, json for scripts.",
+    case_sensitive=False,
+)
+DRY_RUN_OPTION: Any = typer.Option(
+    False, "--dry-run", help="Print the exact request; change nothing."
+)
+
+
+@dataclass
+class AppState:
+    config_path: str | None = None
+    profile: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+    sandbox: bool = False
+    verbose: bool = False
+    _config: Config | None = field(default=None, repr=False)
+    _clients: Clients | None = field(default=None, repr=False)
+
+    def config(self) -> Config:
+        if self._config is None:
+            from residency_cli.config import load_config
+
+            self._config = load_config(self.config_path)
+        return self._config
+
+    def settings(self, map_region: str | None) -> AwsSettings:
+        """--sandbox, then --region > the map's region > the AWS chain (AWS_REGION, profile)."""
+        from residency_cli.aws import AwsSettings
+
+        if self.sandbox:
+            return sandbox_settings()
+        return AwsSettings(
+            profile=self.profile, region=self.region or map_region, endpoint_url=self.endpoint_url
+        )
+
+    def clients(self) -> Clients:
+        if self._clients is None:
+            from residency_cli.aws import Clients
+
+            self._clients = Clients(self.settings(self.config().region))
+        return self._clients
+
+
+def sandbox_settings() -> AwsSettings:
+    from residency_cli.aws import AwsSettings
+    from residency_cli.errors import AwsError
+    from residency_cli.sandbox.state import (
+        SANDBOX_ACCESS_KEY,
+        SANDBOX_SECRET_KEY,
+        pid_alive,
+        read_state,
+    )
+
+    state = read_state()
+    if state is None or not pid_alive(state.pid):
+        raise AwsError("the sandbox is not running", hint="start it with `residency sandbox up`")
+    return AwsSettings(
+        region=state.region,
+        endpoint_url=state.endpoint,
+        credentials={
+            "aws_access_key_id": SANDBOX_ACCESS_KEY,
+            "aws_secret_access_key": SANDBOX_SECRET_KEY,
+        },
+    )
+
+
+def app_state(ctx: typer.Context) -> AppState:
+    root = ctx.find_root()
+    if not isinstance(root.obj, AppState):
+        root.obj = AppState()
+    return root.obj

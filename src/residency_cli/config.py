@@ -1,0 +1,429 @@
+"""The residency map (`residency.yaml`): load, validate once, freeze.
+
+Every problem is reported before any AWS call, each as one line naming the file, the line
+and the field, with a suggestion where one helps (CONTRACT.md section 1).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from residency_cli.durations import parse_duration
+from residency_cli.errors import ConfigError
+from residency_cli.placement import attribute_name_problem, name_problem
+
+DEFAULT_PATH = "residency.yaml"
+DEFAULT_TIMEOUT_SECONDS = 3600.0
+ENV_VAR = "RESIDENCY_CONFIG"
+
+_CLUSTER = re.compile(
+    r"[A-Za-z0-9_-]{1,255}|arn:aws[a-z-]*:ecs:[a-z0-9-]+:\d{12}:cluster/[A-Za-z0-9_-]{1,255}"
+)
+_TASK_DEFINITION = re.compile(
+    r"[A-Za-z0-9_-]{1,255}(:[1-9]\d*)?"
+    r"|arn:aws[a-z-]*:ecs:[a-z0-9-]+:\d{12}:task-definition/[A-Za-z0-9_-]{1,255}(:[1-9]\d*)?"
+)
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
+_CONTAINER = re.compile(r"[A-Za-z0-9_-]{1,255}")
+_HOST_KEY = re.compile(r"[A-Za-z0-9_.:/\-]{1,1600}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
+_RESERVED_TAG_PREFIXES = ("aws:", "residency:")
+
+
+def _check(pattern: re.Pattern[str], value: str, what: str) -> str:
+    if not pattern.fullmatch(value):
+        raise ValueError(f"{value!r} is not a valid {what}")
+    return value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class Location(_Model):
+    description: str | None = None
+    data_region: str | None = Field(
+        default=None, description="The only AWS region where data from this location may be written"
+    )
+
+    @field_validator("data_region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        return None if value is None else _check(_REGION, value, "AWS region (like eu-central-1)")
+
+
+class Workload(_Model):
+    task_definition: str = Field(description="family, family:revision, or ARN")
+    location: str | list[str] = Field(description="one location, or a list of them")
+    container: str | None = None
+    command: list[str] | None = None
+    environment: dict[str, str] = Field(default_factory=dict)
+    timeout: str | int = Field(default="1h", description="wait timeout: seconds, or 30s, 10m, 1h")
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("task_definition")
+    @classmethod
+    def _task_definition(cls, value: str) -> str:
+        return _check(_TASK_DEFINITION, value, "task definition (family, family:revision or ARN)")
+
+    @field_validator("location")
+    @classmethod
+    def _location(cls, value: str | list[str]) -> str | list[str]:
+        names = [value] if isinstance(value, str) else value
+        if not names:
+            raise ValueError("name at least one location")
+        for name in names:
+            problem = name_problem(name, "location")
+            if problem:
+                raise ValueError(problem)
+        if len(set(names)) != len(names):
+            raise ValueError("a location is listed twice")
+        return value
+
+    @field_validator("container")
+    @classmethod
+    def _container(cls, value: str | None) -> str | None:
+        return None if value is None else _check(_CONTAINER, value, "container name")
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("command must not be empty; leave it out to use the image's command")
+        return value
+
+    @field_validator("environment")
+    @classmethod
+    def _environment(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            _check(_ENV_NAME, name, "environment variable name")
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: str | int) -> str | int:
+        parse_duration(value)
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, tag_value in value.items():
+            if not 1 <= len(key) <= 128 or len(tag_value) > 256:
+                raise ValueError(f"tag {key!r}: keys are 1-128 characters, values at most 256")
+            if key.lower().startswith(_RESERVED_TAG_PREFIXES):
+                raise ValueError(f"tag {key!r} uses a reserved prefix (aws:, residency:)")
+        return value
+
+    @property
+    def locations(self) -> tuple[str, ...]:
+        return (self.location,) if isinstance(self.location, str) else tuple(self.location)
+
+    @property
+    def timeout_seconds(self) -> float:
+        return parse_duration(self.timeout)
+
+
+class Config(_Model):
+    version: Literal[1] = Field(description="format version; always 1")
+    cluster: str = Field(description="ECS cluster name or ARN")
+    region: str | None = Field(default=None, description="control-plane region")
+    location_attribute: str = Field(
+        default="location", description="container-instance attribute carrying a host's location"
+    )
+    locations: dict[str, Location] = Field(min_length=1)
+    hosts: dict[str, str] = Field(default_factory=dict, description="host -> location")
+    workloads: dict[str, Workload] = Field(min_length=1)
+
+    _source: str = PrivateAttr(default=DEFAULT_PATH)
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    @field_validator("cluster")
+    @classmethod
+    def _cluster(cls, value: str) -> str:
+        return _check(_CLUSTER, value, "cluster name or ARN")
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        return None if value is None else _check(_REGION, value, "AWS region (like eu-central-1)")
+
+    @field_validator("location_attribute")
+    @classmethod
+    def _attribute(cls, value: str) -> str:
+        problem = attribute_name_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("locations")
+    @classmethod
+    def _locations(cls, value: dict[str, Location]) -> dict[str, Location]:
+        for name in value:
+            problem = name_problem(name, "location name")
+            if problem:
+                raise ValueError(problem)
+        return value
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, value: dict[str, str]) -> dict[str, str]:
+        for host in value:
+            _check(_HOST_KEY, host, "host (hostname, mi-/i- id, container-instance id or ARN)")
+        return value
+
+    @field_validator("workloads")
+    @classmethod
+    def _workloads(cls, value: dict[str, Workload]) -> dict[str, Workload]:
+        for name in value:
+            problem = name_problem(name, "workload name")
+            if problem:
+                raise ValueError(problem)
+        return value
+
+    def workload(self, name: str) -> Workload:
+        """The named workload, or a usage error naming the known ones."""
+        if name in self.workloads:
+            return self.workloads[name]
+        known = ", ".join(sorted(self.workloads))
+        raise ConfigError(
+            [f"unknown workload {name!r}{_suggest(name, self.workloads)}; known: {known}"]
+        )
+
+    def require_location(self, name: str) -> str:
+        if name in self.locations:
+            return name
+        known = ", ".join(self.locations)
+        raise ConfigError(
+            [f"unknown location {name!r}{_suggest(name, self.locations)}; declared: {known}"]
+        )
+
+
+def _suggest(word: str, choices: Mapping[str, Any] | list[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" — did you mean {close[0]!r}?" if close else ""
+
+
+# --- YAML with line numbers ----------------------------------------------------------------
+
+
+class _LineIndex:
+    """Maps a path inside the document (keys and list indices) to its 1-based line."""
+
+    def __init__(self) -> None:
+        self.lines: dict[tuple[Any, ...], int] = {}
+        self.duplicates: list[tuple[tuple[Any, ...], int]] = []
+
+    def walk(self, node: yaml.Node, path: tuple[Any, ...]) -> None:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, value_node in node.value:
+                key = key_node.value
+                child = (*path, key)
+                if key in seen:
+                    self.duplicates.append((child, key_node.start_mark.line + 1))
+                seen.add(key)
+                self.lines[child] = key_node.start_mark.line + 1
+                self.walk(value_node, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                self.walk(item, (*path, index))
+
+    def line(self, path: tuple[Any, ...]) -> int:
+        for end in range(len(path), -1, -1):
+            if path[:end] in self.lines:
+                return self.lines[path[:end]]
+        return 1
+
+
+def _dotted(path: tuple[Any, ...]) -> str:
+    return ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in path).replace(".[", "[")
+
+
+def _pydantic_messages(
+    error: ValidationError, fields: dict[tuple[Any, ...], set[str]]
+) -> Iterator[tuple[tuple[Any, ...], str]]:
+    for item in error.errors(include_url=False):
+        loc = tuple(
+            p for p in item["loc"] if p not in ("str", "list[str]", "int", "function-after")
+        )
+        kind = item["type"]
+        if kind == "extra_forbidden":
+            key = loc[-1]
+            allowed = sorted(fields.get(_model_path(loc[:-1]), set()))
+            yield (
+                loc,
+                f"unknown key {key!r}{_suggest(str(key), allowed)} (allowed: {', '.join(allowed)})",
+            )
+        elif kind == "missing":
+            yield loc, f"missing required field {loc[-1]!r}"
+        elif kind == "literal_error" and loc == ("version",):
+            yield loc, f"unsupported version {item.get('input')!r}; this residency reads version: 1"
+        elif kind in ("string_type", "int_type") and loc and loc[-1] == "timeout":
+            yield loc, "timeout must be seconds or a duration like 30m or 1h"
+        elif kind == "string_type":
+            shown = item.get("input")
+            yield loc, f"expected a string, got {type(shown).__name__} {shown!r} (quote it in YAML)"
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+            yield loc, message
+
+
+def _model_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Collapse dict keys so that ('workloads', 'bonus') names the Workload model."""
+    if len(loc) >= 2 and loc[0] in ("workloads", "locations"):
+        return (loc[0], "*")
+    return loc
+
+
+def _known_fields() -> dict[tuple[Any, ...], set[str]]:
+    return {
+        (): set(Config.model_fields),
+        ("workloads", "*"): set(Workload.model_fields),
+        ("locations", "*"): set(Location.model_fields),
+    }
+
+
+def _cross_references(data: Mapping[str, Any]) -> Iterator[tuple[tuple[Any, ...], str]]:
+    declared = data.get("locations") or {}
+    if not isinstance(declared, Mapping):
+        return
+    for host, location in (data.get("hosts") or {}).items():
+        if _is_undeclared(location, declared):
+            yield ("hosts", host), _unknown_location(location, declared)
+    for name, workload in (data.get("workloads") or {}).items():
+        if not isinstance(workload, Mapping):
+            continue
+        raw = workload.get("location")
+        names = [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else []
+        for index, location in enumerate(names):
+            if _is_undeclared(location, declared):
+                path: tuple[Any, ...] = ("workloads", name, "location")
+                yield (
+                    (path if isinstance(raw, str) else (*path, index)),
+                    _unknown_location(location, declared),
+                )
+
+
+def _is_undeclared(location: object, declared: Mapping[str, Any]) -> bool:
+    """Only well-formed names are looked up; a malformed one already has its own message."""
+    return isinstance(location, str) and name_problem(location) is None and location not in declared
+
+
+def _unknown_location(location: str, declared: Mapping[str, Any]) -> str:
+    known = ", ".join(declared) or "none"
+    suggestion = _suggest(location, list(declared))
+    fix = suggestion if suggestion else "; declare it under locations:"
+    return f"unknown location {location!r}{fix} (declared: {known})"
+
+
+def parse_config(text: str, source: str = DEFAULT_PATH) -> Config:
+    """Validate YAML text as a residency map; raises ConfigError listing every problem."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError([f"{source}:{line}: YAML syntax error: {problem}"]) from None
+    if node is None or data is None:
+        raise ConfigError(
+            [f"{source}:1: the file is empty; start from `residency schema` or the README example"]
+        )
+    if not isinstance(data, dict):
+        raise ConfigError(
+            [f"{source}:1: expected a mapping (version, cluster, ...), got {type(data).__name__}"]
+        )
+    index = _LineIndex()
+    index.walk(node, ())
+    problems: list[tuple[int, str]] = [
+        (line, f"{source}:{line}: {_dotted(path)}: key appears twice; keep one")
+        for path, line in index.duplicates
+    ]
+    for path, message in _cross_references(data):
+        problems.append(
+            (index.line(path), f"{source}:{index.line(path)}: {_dotted(path)}: {message}")
+        )
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as error:
+        for path, message in _pydantic_messages(error, _known_fields()):
+            line = index.line(path)
+            field = _dotted(path) or "(top level)"
+            problems.append((line, f"{source}:{line}: {field}: {message}"))
+        config = None
+    if problems:
+        unique = list(dict.fromkeys(message for _, message in sorted(problems, key=lambda p: p[0])))
+        raise ConfigError(unique)
+    assert config is not None
+    config._source = source
+    return config
+
+
+def resolve_config_path(explicit: str | None) -> Path:
+    """`--config`, else `$RESIDENCY_CONFIG`, else `./residency.yaml`."""
+    return Path(explicit or os.environ.get(ENV_VAR) or DEFAULT_PATH)
+
+
+def load_config(explicit: str | None = None) -> Config:
+    """Read and validate the residency map from the resolved path."""
+    path = resolve_config_path(explicit)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            [
+                f"no residency map at {path}: "
+                f"pass --config PATH, set {ENV_VAR}, or create {DEFAULT_PATH}"
+            ]
+        ) from None
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise ConfigError([f"cannot read residency map {path}: {reason}"]) from None
+    return parse_config(text, str(path))
+
+
+def config_schema() -> dict[str, Any]:
+    """The JSON Schema of residency.yaml, for editors."""
+    schema = Config.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "residency map (residency.yaml)"
+    return schema
+
+
+WORKLOAD_TAG = "residency:workload"
+LOCATION_TAG = "residency:location"
+
+
+def task_definition_family(reference: str) -> str:
+    """'arn:...:task-definition/fam:3', 'fam:3' and 'fam' all name family 'fam'."""
+    return reference.rsplit("/", 1)[-1].split(":", 1)[0]
+
+
+def workload_for_task(config: Config, task: Mapping[str, Any]) -> str | None:
+    """Which workload of the map a described task belongs to: its residency tag, else its family.
+
+    The tag is authoritative (run sets it); a task started by someone else is matched by
+    family, so that audit also sees work dispatched around residency.
+    """
+    for tag in task.get("tags") or []:
+        if tag.get("key") == WORKLOAD_TAG and tag.get("value") in config.workloads:
+            return str(tag["value"])
+    family = task_definition_family(str(task.get("taskDefinitionArn", "")))
+    for name, workload in config.workloads.items():
+        if task_definition_family(workload.task_definition) == family:
+            return name
+    return None

@@ -1,0 +1,40 @@
+"""Durations as users write them: `90`, `45s`, `30m`, `1h`, `1h30m`, `2d`."""
+
+from __future__ import annotations
+
+import re
+
+_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str | int | float) -> float:
+    """Seconds in `text`; raises ValueError with a message saying what is accepted."""
+    if isinstance(text, bool):
+        raise ValueError("a duration must be a number of seconds or like 30s, 10m, 1h")
+    if isinstance(text, int | float):
+        seconds = float(text)
+    else:
+        cleaned = text.strip().lower()
+        parts = list(_PART.finditer(cleaned))
+        if not cleaned or "".join(p.group(0) for p in parts) != cleaned:
+            raise ValueError(f"invalid duration {text!r}: use a number with s, m, h or d (30m, 1h)")
+        if len(parts) > 1 and any(not p.group(2) for p in parts):
+            raise ValueError(f"invalid duration {text!r}: give every part a unit (1h30m)")
+        seconds = sum(float(p.group(1)) * _UNIT_SECONDS[p.group(2)] for p in parts)
+    if seconds <= 0:
+        raise ValueError(f"invalid duration {text!r}: it must be greater than zero")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest readable form of `seconds` (3600 -> 1h, 90 -> 1m30s)."""
+    whole = int(seconds)
+    if whole != seconds:
+        return f"{seconds:g}s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if whole >= size:
+            parts.append(f"{whole // size}{unit}")
+            whole %= size
+    return "".join(parts) or "0s"
