@@ -167,31 +167,6 @@ class Config(_Model):
             raise ValueError(problem)
         return value
 
-    @field_validator("locations")
-    @classmethod
-    def _locations(cls, value: dict[str, Location]) -> dict[str, Location]:
-        for name in value:
-            problem = name_problem(name, "location name")
-            if problem:
-                raise ValueError(problem)
-        return value
-
-    @field_validator("hosts")
-    @classmethod
-    def _hosts(cls, value: dict[str, str]) -> dict[str, str]:
-        for host in value:
-            _check(_HOST_KEY, host, "host (hostname, mi-/i- id, container-instance id or ARN)")
-        return value
-
-    @field_validator("workloads")
-    @classmethod
-    def _workloads(cls, value: dict[str, Workload]) -> dict[str, Workload]:
-        for name in value:
-            problem = name_problem(name, "workload name")
-            if problem:
-                raise ValueError(problem)
-        return value
-
     def workload(self, name: str) -> Workload:
         """The named workload, or a usage error naming the known ones."""
         if name in self.workloads:
@@ -255,10 +230,14 @@ def _dotted(path: tuple[Any, ...]) -> str:
 def _pydantic_messages(
     error: ValidationError, fields: dict[tuple[Any, ...], set[str]]
 ) -> Iterator[tuple[tuple[Any, ...], str]]:
+    reported: set[tuple[Any, ...]] = set()
     for item in error.errors(include_url=False):
         loc = tuple(
             p for p in item["loc"] if p not in ("str", "list[str]", "int", "function-after")
         )
+        if loc in reported:
+            continue  # a union type fails once per member; its first reason is enough
+        reported.add(loc)
         kind = item["type"]
         if kind == "extra_forbidden":
             key = loc[-1]
@@ -273,6 +252,8 @@ def _pydantic_messages(
             yield loc, f"unsupported version {item.get('input')!r}; this residency reads version: 1"
         elif kind in ("string_type", "int_type") and loc and loc[-1] == "timeout":
             yield loc, "timeout must be seconds or a duration like 30m or 1h"
+        elif kind == "too_short" and loc in (("locations",), ("workloads",)):
+            yield loc, f"declare at least one entry under {loc[0]}:"
         elif kind == "string_type":
             shown = item.get("input")
             yield loc, f"expected a string, got {type(shown).__name__} {shown!r} (quote it in YAML)"
@@ -296,10 +277,28 @@ def _known_fields() -> dict[tuple[Any, ...], set[str]]:
     }
 
 
+def _key_problems(data: Mapping[str, Any]) -> Iterator[tuple[tuple[Any, ...], str]]:
+    """Names used as keys, reported on their own line (pydantic would name only the section)."""
+    checks = {"locations": "location name", "workloads": "workload name"}
+    for section, what in checks.items():
+        entries = data.get(section)
+        for name in entries if isinstance(entries, Mapping) else ():
+            problem = name_problem(name, what)
+            if problem:
+                yield (section, name), problem
+    hosts = data.get("hosts")
+    for host in hosts if isinstance(hosts, Mapping) else ():
+        if not isinstance(host, str) or not _HOST_KEY.fullmatch(host):
+            yield (
+                ("hosts", host),
+                f"{host!r} is not a valid host (hostname, mi-/i- id, container-instance id or ARN)",
+            )
+
+
 def _cross_references(data: Mapping[str, Any]) -> Iterator[tuple[tuple[Any, ...], str]]:
     declared = data.get("locations") or {}
-    if not isinstance(declared, Mapping):
-        return
+    if not isinstance(declared, Mapping) or not declared:
+        return  # "declare at least one location" already says it all
     for host, location in (data.get("hosts") or {}).items():
         if _is_undeclared(location, declared):
             yield ("hosts", host), _unknown_location(location, declared)
@@ -338,6 +337,12 @@ def parse_config(text: str, source: str = DEFAULT_PATH) -> Config:
         mark = getattr(error, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        context, context_mark = (
+            getattr(error, "context", None),
+            getattr(error, "context_mark", None),
+        )
+        if context and context_mark is not None and context_mark.line + 1 != line:
+            problem += f" ({context} that starts on line {context_mark.line + 1})"
         raise ConfigError([f"{source}:{line}: YAML syntax error: {problem}"]) from None
     if node is None or data is None:
         raise ConfigError(
@@ -353,7 +358,7 @@ def parse_config(text: str, source: str = DEFAULT_PATH) -> Config:
         (line, f"{source}:{line}: {_dotted(path)}: key appears twice; keep one")
         for path, line in index.duplicates
     ]
-    for path, message in _cross_references(data):
+    for path, message in [*_key_problems(data), *_cross_references(data)]:
         problems.append(
             (index.line(path), f"{source}:{index.line(path)}: {_dotted(path)}: {message}")
         )

@@ -273,7 +273,8 @@ def unregister_host(
     host = resolve_host(ecs, ssm, config, reference)
     if host.location is None:
         return LabelChange(host, config.location_attribute, None, None, "unchanged", dry_run, None)
-    request = _attribute_request(config, host, None)
+    # The value is optional for DeleteAttributes; naming it also makes moto delete it.
+    request = _attribute_request(config, host, host.location)
     if not dry_run:
         with aws_errors(f"removing the label of {host.label}"):
             ecs.delete_attributes(**request)

@@ -12,12 +12,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
+PIPE_WIDTH = 200
+
 
 def _console(stderr: bool) -> Console:
     from rich.console import Console
 
     no_color = bool(os.environ.get("NO_COLOR"))
-    return Console(stderr=stderr, no_color=no_color, highlight=False, soft_wrap=False)
+    stream = sys.stderr if stderr else sys.stdout
+    # Piped output is read by scripts and logs: wide enough that tables never fold.
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else PIPE_WIDTH
+    return Console(stderr=stderr, no_color=no_color, highlight=False, soft_wrap=False, width=width)
 
 
 def stdout() -> Console:
