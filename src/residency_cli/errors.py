@@ -11,10 +11,14 @@ class ResidencyError(Exception):
 
     exit_code: int = 1
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, hint: str | None = None, exit_code: int | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        if exit_code is not None:
+            self.exit_code = exit_code
 
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
@@ -74,3 +78,16 @@ class InterruptedByUser(ResidencyError):
     """Ctrl-C; a dispatched task is left running."""
 
     exit_code = 130
+
+
+# How each outcome of `run`/`attach` (CONTRACT.md section 4) ends the process.
+OUTCOME_ERRORS: dict[str, type[ResidencyError] | None] = {
+    "succeeded": None,
+    "dispatched": None,
+    "failed": JobFailedError,
+    "refused": RefusedError,
+    "violation": ViolationError,
+    "not_started": NotCompletedError,
+    "timeout": WaitTimeoutError,
+    "interrupted": InterruptedByUser,
+}
