@@ -34,7 +34,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from residency_cli.aws import aws_errors, error_code, is_aws_error, translate_error
-from residency_cli.errors import UsageError
+from residency_cli.errors import AwsError, UsageError
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient
@@ -214,7 +214,7 @@ def describe_task(ecs: ECSClient, cluster: str, task_ref: str) -> dict[str, Any]
     with aws_errors(f"describing task {task_ref}"):
         response = ecs.describe_tasks(cluster=cluster, tasks=[task_ref])
     tasks = response.get("tasks") or []
-    return dict(tasks[0]) if tasks else None  # type: ignore[arg-type]
+    return dict(tasks[0]) if tasks else None
 
 
 def task_streams(
@@ -285,6 +285,10 @@ class _StreamCursor:
     skip_until: int | None = None
     skip_count: int = 0
     restarts: int = 0
+    query_start_ms: int | None = None  # startTime sent with every call of the current token
+
+    def __post_init__(self) -> None:
+        self.query_start_ms = self.start_time_ms
 
     def fetch(self, client: CloudWatchLogsClient) -> list[LogEvent]:
         params: dict[str, Any] = {
@@ -294,9 +298,8 @@ class _StreamCursor:
         }
         # startTime goes with every call, token or not: some implementations (moto) count
         # token positions within the startTime-filtered events.
-        start = self.skip_until if self.skip_until is not None else self.start_time_ms
-        if start is not None:
-            params["startTime"] = start
+        if self.query_start_ms is not None:
+            params["startTime"] = self.query_start_ms
         if self.token is not None:
             params["nextToken"] = self.token
         self.throttled = False
@@ -353,6 +356,7 @@ class _StreamCursor:
         self.behind = True
         self.restarts += 1
         if self.last_timestamp is not None:
+            self.query_start_ms = self.last_timestamp
             self.skip_until = self.last_timestamp
             self.skip_count = self.delivered_at_last
 
@@ -566,17 +570,17 @@ def follow_task(
     stopped = False
     while not stopped:
         moment = now()
+        throttled_task = False
         if not follower.behind or last_describe is None or moment - last_describe >= policy.maximum:
             last_describe = moment
             describe_calls += 1
             try:
                 found = describe_task(ecs, cluster, task_arn)
-            except Exception as error:
-                if not (error.__cause__ and error_code(error.__cause__) in THROTTLING_CODES):
+            except AwsError as error:
+                if error_code(error.__cause__ or error) not in THROTTLING_CODES:
                     raise
-                found, throttled_task = task, True
+                throttled_task = True
             else:
-                throttled_task = False
                 if found is None:  # ECS forgot the task: it stopped long ago.
                     stopped = True
                 else:
@@ -587,8 +591,6 @@ def follow_task(
                         if on_status is not None:
                             on_status(task)
                     stopped = status == "STOPPED"
-        else:
-            throttled_task = False
         if stopped:
             break
         events = follower.poll()

@@ -213,7 +213,8 @@ def test_ecs_failures_are_a_refusal_in_plain_words(moto_cluster: MotoCluster) ->
     result = dispatcher.run("bonus", RunOptions(run_id="f"))
     assert result.outcome == "refused"
     assert result.message == (
-        "no host in the cluster satisfies the placement (ECS: MemberOf placement constraint unsatisfied.)"
+        "no host in the cluster satisfies the placement "
+        "(ECS: MemberOf placement constraint unsatisfied.)"
     )
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from residency_cli import __version__
-from residency_cli.cli import config_cmds, hosts_cmds
+from residency_cli.cli import config_cmds, dispatch_cmds, hosts_cmds, logs_cmds
 from residency_cli.cli.state import AppState
 
 try:  # Typer >= 0.20 vendors click; its exceptions are not those of the `click` package.
@@ -77,6 +77,11 @@ app.command("schema")(config_cmds.schema)
 app.add_typer(hosts_cmds.hosts_app, name="hosts")
 app.command("register-host")(hosts_cmds.register_host)
 app.command("unregister-host")(hosts_cmds.unregister_host)
+app.command("check")(dispatch_cmds.check)
+app.command("run")(dispatch_cmds.run)
+app.command("attach")(dispatch_cmds.attach)
+app.command("tasks")(dispatch_cmds.tasks)
+app.command("logs")(logs_cmds.logs)
 
 
 def _verbose(argv: list[str]) -> bool:
