@@ -257,14 +257,16 @@ class RunOptions:
     count: int = 1
     env: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if not 1 <= self.count <= MAX_COUNT:
+            raise UsageError(f"--count must be between 1 and {MAX_COUNT}, got {self.count}")
+
 
 def build_request(
     config: Config, name: str, options: RunOptions, container: str | None
 ) -> dict[str, Any]:
     """The exact RunTask request of CONTRACT.md section 4."""
     workload = config.workload(name)
-    if not 1 <= options.count <= MAX_COUNT:
-        raise UsageError(f"--count must be between 1 and {MAX_COUNT}, got {options.count}")
     tags = [
         {"key": WORKLOAD_TAG, "value": name},
         {"key": LOCATION_TAG, "value": " ".join(workload.locations)},

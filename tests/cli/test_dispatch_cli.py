@@ -1,0 +1,131 @@
+"""`check`, `run`, `tasks` through main() against stock moto (no waiting needed here)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+
+from residency_cli.cli.app import main
+from tests.aws.conftest import MAP, MotoCluster
+from tests.aws.test_dispatch import _register
+
+
+@pytest.fixture
+def map_path(tmp_path: Path) -> Path:
+    path = tmp_path / "residency.yaml"
+    path.write_text(MAP, encoding="utf-8")
+    return path
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_check_json_and_exit_codes(
+    moto_cluster: MotoCluster, map_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _register(moto_cluster)
+    moto_cluster.add_host("us", "newyork")
+    code, out, err = cli(capsys, "-c", str(map_path), "check", "bonus", "-o", "json")
+    assert code == 0, err
+    (result,) = json.loads(out)
+    assert (
+        result["ready"] is True
+        and result["placement"] == "attribute:location in [newyork, sanfrancisco]"
+    )
+    code, out, err = cli(capsys, "-c", str(map_path), "check")
+    assert code == 3 and "not ready: tax" in err
+    assert "tax-amount does not exist" in out
+
+
+def test_check_unknown_workload(map_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = cli(capsys, "-c", str(map_path), "check", "bonsu")
+    assert code == 2 and "did you mean 'bonus'" in err and "known: bonus, tax" in err
+
+
+def test_run_refused_json(
+    moto_cluster: MotoCluster, map_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _register(moto_cluster)
+    moto_cluster.add_host("eu", "frankfurt")
+    code, out, err = cli(capsys, "-c", str(map_path), "run", "bonus", "-o", "json", "--run-id", "x")
+    assert code == 3
+    document = json.loads(out)
+    assert document["outcome"] == "refused" and document["task_arn"] is None
+    assert document["run_id"] == "x"
+    assert set(document) == {
+        "workload",
+        "locations",
+        "cluster",
+        "run_id",
+        "task_arn",
+        "task_id",
+        "host",
+        "outcome",
+        "status",
+        "exit_code",
+        "stop_code",
+        "stopped_reason",
+        "log_group",
+        "log_stream",
+        "started_at",
+        "stopped_at",
+    }
+    assert err.startswith("error: refused to dispatch bonus")
+    assert moto_cluster.ecs.list_tasks(cluster="acme-etl")["taskArns"] == []
+
+
+def test_run_dry_run_prints_request_and_aws_cli(
+    moto_cluster: MotoCluster, map_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _register(moto_cluster)
+    moto_cluster.add_host("us", "newyork")
+    code, out, _ = cli(
+        capsys, "-c", str(map_path), "run", "bonus", "--dry-run", "--run-id", "d", "--env", "A=b c"
+    )
+    assert code == 0
+    request_text, command = out.rsplit("}\n", 1)
+    request = json.loads(request_text + "}")
+    assert request["launchType"] == "EXTERNAL"
+    words = shlex.split(command)
+    assert words[:3] == ["aws", "ecs", "run-task"]
+    overrides = json.loads(words[words.index("--overrides") + 1])
+    assert overrides["containerOverrides"][0]["environment"] == [{"name": "A", "value": "b c"}]
+    assert moto_cluster.ecs.list_tasks(cluster="acme-etl")["taskArns"] == []
+
+
+def test_run_no_wait_then_tasks(
+    moto_cluster: MotoCluster, map_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _register(moto_cluster)
+    moto_cluster.add_host("us", "newyork")
+    code, out, err = cli(capsys, "-c", str(map_path), "run", "bonus", "--no-wait", "-o", "json")
+    assert code == 0, err
+    document = json.loads(out)
+    assert document["outcome"] == "dispatched" and document["host"]["location"] == "newyork"
+    code, out, _ = cli(capsys, "-c", str(map_path), "tasks", "-o", "json")
+    assert code == 0
+    (row,) = json.loads(out)
+    assert row["task_id"] == document["task_id"] and row["workload"] == "bonus"
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--count", "11"], "--count"),
+        (["--env", "1A=x"], "--env"),
+        (["--run-id", "has space"], "--run-id"),
+        (["--timeout", "soon"], "--timeout"),
+        (["--exit-code", "other"], "exit-code"),
+    ],
+)
+def test_run_bad_arguments_are_usage_errors(
+    args: list[str], words: str, map_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = cli(capsys, "-c", str(map_path), "run", "bonus", "--dry-run", *args)
+    assert code == 2 and words in err and "Traceback" not in err
