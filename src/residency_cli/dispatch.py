@@ -51,6 +51,9 @@ MAX_COUNT = 10  # RunTask starts at most 10 tasks per call
 _RUN_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 EXTERNAL_NETWORK_MODES = (None, "bridge", "host", "none")
+# CloudWatch Logs can show an event a few seconds after the awslogs driver sent it: after the
+# task stops, keep reading this long past the last new event so the last line is never lost.
+DRAIN_GRACE_SECONDS = 2.0
 
 
 # --- pre-flight ------------------------------------------------------------------------
@@ -492,6 +495,7 @@ class Waiter:
     now: Clock
     follower: LogFollower | None = None
     interval: PollInterval = field(default_factory=PollInterval)
+    drain_grace: float = DRAIN_GRACE_SECONDS
     describe_calls: int = 0
 
     @property
@@ -504,9 +508,10 @@ class Waiter:
         if found is None:
             return
         host, attributes = found
-        tracker.host = host
         allowed = placement_allowed(self.config, self.workload, attributes)
-        self.observer.placed(tracker.arn, host, allowed)
+        if host != tracker.host or not allowed:
+            self.observer.placed(tracker.arn, host, allowed)
+        tracker.host = host
         if not allowed:
             tracker.violation = stop_misplaced(
                 self.ecs, self.config, tracker.arn, host, self.workload.locations
@@ -572,7 +577,9 @@ class Waiter:
             return
         from residency_cli.logs import drain
 
-        for event in drain(self.follower, sleep=self.sleep, now=self.now):
+        for event in drain(
+            self.follower, sleep=self.sleep, now=self.now, grace_seconds=self.drain_grace
+        ):
             self.observer.log(event)
 
 
@@ -662,6 +669,7 @@ class Dispatcher:
     logs_client: Callable[[Sequence[Any]], CloudWatchLogsClient] | None = None
     region: str | None = None
     interval: PollInterval = field(default_factory=PollInterval)
+    drain_grace: float = DRAIN_GRACE_SECONDS
     run_task_calls: int = 0
 
     def dry_run(self, name: str, options: RunOptions) -> DryRun:
@@ -737,6 +745,7 @@ class Dispatcher:
             self.sleep,
             self.now,
             interval=self.interval,
+            drain_grace=self.drain_grace,
         )
 
     def _refused(self, name: str, run_id: str, request: dict[str, Any], why: str) -> RunResult:
