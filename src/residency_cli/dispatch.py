@@ -520,11 +520,13 @@ class Waiter:
     def wait(self, trackers: list[Tracker], timeout: float | None) -> bool:
         """True when every task stopped; False on timeout. Violations return at once."""
         deadline = Deadline(self.now, timeout)
-        last_describe: float | None = None
+        # The tasks were just described (by RunTask or by attach): the first look is due
+        # one interval from now, so DescribeTasks is never called more than once a second.
+        last_describe = self.now()
         while True:
             changed = False
             tick = self.now()
-            if last_describe is None or tick - last_describe >= self.interval.floor:
+            if tick - last_describe >= self.interval.floor:
                 last_describe = tick
                 changed = self._refresh(trackers)
                 if any(t.violation for t in trackers):

@@ -586,3 +586,35 @@ def test_follow_task_interrupt_propagates() -> None:
             now=clock.now,
             on_event=print,
         )  # type: ignore[arg-type]
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["a", "b", "poll", "throttle"]), st.integers(0, 3)), max_size=40
+    )
+)
+def test_several_streams_each_once_in_order_and_each_poll_sorted(
+    steps: list[tuple[str, int]],
+) -> None:
+    logs = FakeLogs(page=4)
+    streams = {"a": stream("a"), "b": stream("b")}
+    follower = LogFollower(logs, list(streams.values()))  # type: ignore[arg-type]
+    written: dict[str, list[tuple[int, str]]] = {"a": [], "b": []}
+    shown: list[LogEvent] = []
+    timestamp = {"a": 0, "b": 0}
+    for n, (kind, delta) in enumerate(steps):
+        if kind in streams:
+            timestamp[kind] += delta
+            written[kind].append((timestamp[kind], f"{kind}{n}"))
+            logs.put(streams[kind], written[kind][-1])
+        elif kind == "throttle":
+            logs.errors.append(throttling())
+        else:
+            polled = follower.poll()
+            assert [e.timestamp for e in polled] == sorted(e.timestamp for e in polled)
+            shown.extend(polled)
+    clock = Clock()
+    shown.extend(drain(follower, sleep=clock.sleep, now=clock.now, max_seconds=3600))
+    for name in streams:
+        assert [(e.timestamp, e.message) for e in shown if e.container == name] == written[name]

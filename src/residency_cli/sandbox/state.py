@@ -72,3 +72,16 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def process_running(pid: int) -> bool:
+    """Like pid_alive, but a zombie (exited, not yet reaped: common when PID 1 does not reap
+    orphans, as in many containers) counts as stopped."""
+    if not pid_alive(pid):
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return True
+    state = stat.rsplit(")", 1)[-1].split()
+    return not (state and state[0] in ("Z", "X"))

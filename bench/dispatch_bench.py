@@ -1,0 +1,154 @@
+"""How fast `run` notices a task stopped, and what it costs in DescribeTasks calls.
+
+Against the in-process sandbox: a task that runs 3 s, dispatched N times. For each run,
+latency = the moment the waiting loop saw STOPPED - the task's stoppedAt. The reference in
+the same run is `aws ecs wait tasks-stopped` (the AWS CLI's waiter polls every 6 s), when
+the AWS CLI is available (`.venv-awscli/bin/aws`, made by `make bench`).
+
+    .venv/bin/python bench/dispatch_bench.py [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from residency_cli.config import parse_config
+from residency_cli.dispatch import Dispatcher, RunOptions
+from residency_cli.sandbox.testing import SandboxFixture, start_server
+
+AWS_CLI = Path(__file__).resolve().parent.parent / ".venv-awscli" / "bin" / "aws"
+
+
+class StopWatch:
+    def __init__(self) -> None:
+        self.stopped_seen: float | None = None
+
+    def status(self, task: Any, previous: str | None) -> None:
+        if task.get("lastStatus") == "STOPPED" and self.stopped_seen is None:
+            self.stopped_seen = time.time()
+
+    def placed(self, task_arn: str, host: Any, allowed: bool) -> None:
+        return None
+
+    def log(self, event: Any) -> None:
+        return None
+
+
+def _stopped_at(sandbox: SandboxFixture, arn: str) -> float:
+    stopped = sandbox.wait_for_task(arn, timeout=30)["stoppedAt"]
+    assert isinstance(stopped, datetime)
+    return stopped.astimezone(timezone.utc).timestamp()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as workdir:
+        server = start_server(Path(workdir))
+        try:
+            sandbox = SandboxFixture(server).reset(label_hosts=True)
+            sandbox.register_task_definition("bench-sleep", ["sleep", "3"])
+            sandbox.register_task_definition("bench-small", ["sleep", "2"], cpu=64, memory=32)
+            text = sandbox.config_path.read_text(encoding="utf-8") + (
+                "  sleep3:\n    task_definition: bench-sleep\n    location: newyork\n"
+                "  small:\n    task_definition: bench-small\n    location: newyork\n"
+            )
+            config = parse_config(text, "bench.yaml")
+            clients = sandbox.clients()
+            latencies: list[float] = []
+            rates: list[float] = []
+            for index in range(args.runs):
+                watch = StopWatch()
+                dispatcher = Dispatcher(
+                    clients.ecs,
+                    clients.ssm,
+                    config,
+                    sleep=time.sleep,
+                    now=time.monotonic,
+                    observer=watch,
+                    drain_grace=0.0,
+                )
+                sandbox.reset_calls()
+                began = time.time()
+                result = dispatcher.run("sleep3", RunOptions(run_id=f"bench-{index}"), follow=False)
+                elapsed = time.time() - began
+                arn = result.primary.task_arn
+                assert arn and watch.stopped_seen is not None
+                latencies.append(watch.stopped_seen - _stopped_at(sandbox, arn))
+                rates.append(sandbox.calls("DescribeTasks") / elapsed)
+            print(f"residency run: {args.runs} runs of a 3 s task")
+            print(
+                f"  notice STOPPED after stoppedAt: median {statistics.median(latencies):.2f} s, "
+                f"max {max(latencies):.2f} s"
+            )
+            print(f"  DescribeTasks calls per second of waiting: max {max(rates):.2f}")
+
+            if AWS_CLI.exists():
+                cli_latencies = []
+                ecs = sandbox.client("ecs")
+                env = {**os.environ, **sandbox.env()}
+                for _ in range(args.runs):
+                    arn = ecs.run_task(
+                        cluster=config.cluster,
+                        taskDefinition="bench-sleep",
+                        launchType="EXTERNAL",
+                        placementConstraints=[
+                            {"type": "memberOf", "expression": "attribute:location == newyork"}
+                        ],
+                    )["tasks"][0]["taskArn"]
+                    subprocess.run(
+                        [
+                            str(AWS_CLI),
+                            "ecs",
+                            "wait",
+                            "tasks-stopped",
+                            "--cluster",
+                            config.cluster,
+                            "--tasks",
+                            arn,
+                        ],
+                        check=True,
+                        env=env,
+                    )
+                    cli_latencies.append(time.time() - _stopped_at(sandbox, arn))
+                print(
+                    f"aws ecs wait tasks-stopped: median {statistics.median(cli_latencies):.2f} s, "
+                    f"max {max(cli_latencies):.2f} s"
+                )
+            else:
+                print(
+                    f"aws ecs wait tasks-stopped: skipped ({AWS_CLI} not installed)",
+                    file=sys.stderr,
+                )
+
+            sandbox.reset_calls()
+            counting = Dispatcher(
+                clients.ecs,
+                clients.ssm,
+                config,
+                sleep=time.sleep,
+                now=time.monotonic,
+                drain_grace=0.0,
+            )
+            result = counting.run("small", RunOptions(run_id="bench-ten", count=10), follow=False)
+            waiter_calls = sandbox.calls("DescribeTasks")
+            print(
+                f"--count 10 (2 s tasks): {len(result.tasks)} tasks, outcome {result.outcome}, "
+                f"{waiter_calls} DescribeTasks calls in all (each covers all ten tasks)"
+            )
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()

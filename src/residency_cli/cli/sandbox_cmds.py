@@ -1,0 +1,120 @@
+"""`residency sandbox up|down|status|env`: the local stand-in for AWS (CONTRACT.md section 5).
+
+Exit codes: `up` 0 started, 2 already running / port in use / bad map; `status` 0 running,
+3 not running (like `systemctl status`); `env` 7 when no sandbox runs (as `--sandbox`);
+`down` 0 whether or not one was running.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from residency_cli.cli import render
+from residency_cli.cli.state import OUTPUT_OPTION, OutputFormat, app_state
+
+sandbox_app = typer.Typer(
+    help="The local sandbox: ECS, SSM, CloudWatch Logs and S3 on 127.0.0.1, no AWS account.",
+    no_args_is_help=True,
+)
+
+STATUS_NOT_RUNNING = 3
+
+PORT_OPTION: Any = typer.Option(
+    None, "--port", "-p", help="Port on 127.0.0.1 (default 4599; 0 picks a free one)."
+)
+
+
+def _raw(line: str) -> None:
+    """One line exactly as given (no wrapping): `eval "$(residency sandbox env)"` reads it."""
+    render.stdout().print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+@sandbox_app.command("up")
+def up(
+    ctx: typer.Context,
+    port: int | None = PORT_OPTION,
+    label_hosts: bool = typer.Option(
+        False, "--label-hosts", help="Label the hosts with the map's hosts: locations."
+    ),
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """Start the sandbox in the background, seeded from the map (or the ACME example)."""
+    from residency_cli.sandbox.control import DEFAULT_PORT
+    from residency_cli.sandbox.control import up as start
+    from residency_cli.sandbox.seed import resolve_map
+
+    map_path = resolve_map(app_state(ctx).config_path)
+    result = start(map_path, DEFAULT_PORT if port is None else port, label_hosts=label_hosts)
+    if output is OutputFormat.json:
+        render.emit_json(result)
+        return
+    if result.stale_pid is not None:
+        render.note(f"removed the record of a sandbox that had died (pid {result.stale_pid})")
+    took = f" in {result.seconds:.1f}s" if result.seconds is not None else ""
+    render.show(
+        f"sandbox listening on {result.endpoint} (pid {result.pid}, region {result.region}){took}",
+        markup=False,
+    )
+    render.note(f"seeded from {result.config}; log: {result.log_file}")
+    render.note(
+        'use it with `residency --sandbox ...`, or `eval "$(residency sandbox env)"` for other '
+        "AWS clients; stop it with `residency sandbox down`"
+    )
+
+
+@sandbox_app.command("down")
+def down(output: OutputFormat = OUTPUT_OPTION) -> None:
+    """Stop the sandbox and every task process it runs."""
+    from residency_cli.sandbox.control import down as stop
+
+    result = stop()
+    if output is OutputFormat.json:
+        render.emit_json(result)
+        return
+    if result.stale_pid is not None:
+        render.note(f"removed the record of a sandbox that had died (pid {result.stale_pid})")
+    if not result.was_running:
+        render.show("the sandbox is not running", markup=False)
+    else:
+        how = " (it had to be killed)" if result.forced else ""
+        render.show(f"sandbox stopped (pid {result.pid}){how}", markup=False)
+
+
+@sandbox_app.command("status")
+def status(output: OutputFormat = OUTPUT_OPTION) -> None:
+    """Is the sandbox running, and where? Exit 0 when it runs, 3 when it does not."""
+    from residency_cli.sandbox.control import status as read
+
+    result = read()
+    if output is OutputFormat.json:
+        render.emit_json(result)
+    else:
+        if result.stale_pid is not None:
+            render.note(f"removed the record of a sandbox that had died (pid {result.stale_pid})")
+        if result.running:
+            health = "answering" if result.answering else "NOT answering"
+            render.show(
+                f"running at {result.endpoint} (pid {result.pid}, region {result.region}, "
+                f"{health})",
+                markup=False,
+            )
+            render.note(f"map: {result.config}; log: {result.log_file}")
+        else:
+            render.show("not running", markup=False)
+    if not result.running:
+        raise typer.Exit(STATUS_NOT_RUNNING)
+
+
+@sandbox_app.command("env")
+def env(output: OutputFormat = OUTPUT_OPTION) -> None:
+    """Print `export` lines that point other AWS clients at the sandbox."""
+    from residency_cli.sandbox.control import environment, export_lines
+
+    variables = environment()
+    if output is OutputFormat.json:
+        render.emit_json(variables)
+        return
+    for line in export_lines(variables):
+        _raw(line)

@@ -1,0 +1,322 @@
+"""`residency sandbox up|down|status|env` as library functions that return data.
+
+`up` starts `python -m residency_cli.sandbox.daemon` detached (its output goes to
+`<state dir>/sandbox.log`), waits until it answers, and returns where it listens. The
+daemon writes the state file itself once it is seeded; `down` signals the recorded pid
+(SIGTERM, then SIGKILL after a bounded wait) and reaps task processes left behind.
+Nothing here imports moto: only the daemon does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from residency_cli.errors import AwsError, ResidencyError, UsageError
+from residency_cli.sandbox.state import (
+    SANDBOX_ACCESS_KEY,
+    SANDBOX_SECRET_KEY,
+    SandboxState,
+    clear_state,
+    process_running,
+    read_state,
+    state_dir,
+)
+
+DEFAULT_PORT = 4599
+HOST = "127.0.0.1"
+START_TIMEOUT_SECONDS = 20.0
+STOP_GRACE_SECONDS = 5.0
+HEALTH_PATH = "/residency-sandbox/health"
+
+
+@dataclass(frozen=True)
+class SandboxStatus:
+    running: bool
+    endpoint: str | None = None
+    pid: int | None = None
+    port: int | None = None
+    region: str | None = None
+    config: str | None = None
+    workdir: str | None = None
+    answering: bool = False
+    stale_pid: int | None = None  # a record of a dead sandbox was found and removed
+    log_file: str | None = None
+    seconds: float | None = None  # how long `up` took
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "running": self.running,
+            "endpoint": self.endpoint,
+            "pid": self.pid,
+            "port": self.port,
+            "region": self.region,
+            "config": self.config,
+            "workdir": self.workdir,
+            "answering": self.answering,
+            "stale_pid": self.stale_pid,
+            "log_file": self.log_file,
+        }
+
+
+def log_file() -> Path:
+    return state_dir() / "sandbox.log"
+
+
+def workdir() -> Path:
+    return state_dir() / "sandbox"
+
+
+def answers(endpoint: str, timeout: float = 1.0) -> bool:
+    """Does a residency sandbox answer at `endpoint`?"""
+    try:
+        with urllib.request.urlopen(endpoint + HEALTH_PATH, timeout=timeout) as response:
+            return bool(json.loads(response.read()).get("residency_sandbox"))
+    except (OSError, ValueError):
+        return False
+
+
+def _reap(pid: int) -> None:
+    """Collect our own child's exit status, so that a dead child is not a zombie."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _alive(pid: int) -> bool:
+    _reap(pid)
+    return process_running(pid)
+
+
+def _recorded() -> tuple[SandboxState | None, int | None]:
+    """The running sandbox's record; a record of a dead process is removed (its pid returned)."""
+    state = read_state()
+    if state is None:
+        return None, None
+    if not _alive(state.pid):
+        clear_state()
+        _kill_task_groups(Path(state.workdir))
+        return None, state.pid
+    return state, None
+
+
+def status() -> SandboxStatus:
+    state, stale = _recorded()
+    if state is None:
+        return SandboxStatus(running=False, stale_pid=stale, log_file=str(log_file()))
+    return SandboxStatus(
+        running=True,
+        endpoint=state.endpoint,
+        pid=state.pid,
+        port=state.port,
+        region=state.region,
+        config=state.config,
+        workdir=state.workdir,
+        answering=answers(state.endpoint),
+        log_file=str(log_file()),
+    )
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((HOST, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                return False
+            raise
+    return True
+
+
+def _log_tail(path: Path, lines: int = 5) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return "\n".join(text[-lines:])
+
+
+def up(
+    map_path: Path,
+    port: int = DEFAULT_PORT,
+    *,
+    label_hosts: bool = False,
+    timeout: float = START_TIMEOUT_SECONDS,
+) -> SandboxStatus:
+    """Start the sandbox in the background, seeded from `map_path`; return where it listens.
+
+    Refuses (UsageError, exit 2) when one is already running or the port is taken.
+    """
+    started = time.monotonic()
+    state, stale = _recorded()
+    if state is not None:
+        raise UsageError(
+            f"the sandbox is already running at {state.endpoint} (pid {state.pid})",
+            hint="use it, or stop it first with `residency sandbox down`",
+        )
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port {port} is not a TCP port (0-65535; 0 picks a free one)")
+    if port and not _port_free(port):
+        raise UsageError(
+            f"port {port} on {HOST} is already in use",
+            hint="pick another with `residency sandbox up --port N` (0 picks a free one)",
+        )
+    from residency_cli.sandbox.seed import load_map
+
+    load_map(map_path)  # a bad map is reported here, before anything starts
+    directory = workdir()
+    for stale_dir in ("hosts", "tasks"):
+        shutil.rmtree(directory / stale_dir, ignore_errors=True)
+    directory.mkdir(parents=True, exist_ok=True)
+    log = log_file()
+    command = [
+        sys.executable,
+        "-m",
+        "residency_cli.sandbox.daemon",
+        "--port",
+        str(port),
+        "--map",
+        str(map_path.resolve()),
+        "--workdir",
+        str(directory),
+    ]
+    if label_hosts:
+        command.append("--label-hosts")
+    with open(log, "ab") as output:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            cwd=directory,
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code = process.poll()
+        if code is not None:
+            tail = _log_tail(log)
+            if code == 98:
+                raise UsageError(
+                    f"port {port} on {HOST} is already in use",
+                    hint="pick another with `residency sandbox up --port N`",
+                )
+            raise ResidencyError(
+                f"the sandbox did not start (exit {code}); last lines of {log}:\n{tail}"
+            )
+        recorded = read_state()
+        if recorded is not None and recorded.pid == process.pid and answers(recorded.endpoint):
+            return SandboxStatus(
+                running=True,
+                endpoint=recorded.endpoint,
+                pid=recorded.pid,
+                port=recorded.port,
+                region=recorded.region,
+                config=recorded.config,
+                workdir=recorded.workdir,
+                answering=True,
+                stale_pid=stale,
+                log_file=str(log),
+                seconds=time.monotonic() - started,
+            )
+        time.sleep(0.05)
+    _terminate(process.pid, Path(directory))
+    raise ResidencyError(f"the sandbox did not answer within {timeout:.0f}s; see {log}")
+
+
+def _kill_task_groups(directory: Path) -> None:
+    """Task processes the daemon recorded (in their own process groups) are killed."""
+    try:
+        groups = [int(line) for line in (directory / "task-pgids").read_text().split()]
+    except (OSError, ValueError):
+        return
+    for group in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        (directory / "task-pgids").unlink()
+
+
+def _terminate(pid: int, directory: Path, grace: float = STOP_GRACE_SECONDS) -> bool:
+    """SIGTERM, then SIGKILL (the daemon's whole process group) after `grace` seconds.
+    Returns True when SIGKILL was needed."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    killed = False
+    if _alive(pid):
+        killed = True
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.05)
+    _kill_task_groups(directory)
+    return killed
+
+
+@dataclass(frozen=True)
+class StopResult:
+    was_running: bool
+    pid: int | None = None
+    forced: bool = False
+    stale_pid: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "was_running": self.was_running,
+            "pid": self.pid,
+            "forced": self.forced,
+            "stale_pid": self.stale_pid,
+        }
+
+
+def down(grace: float = STOP_GRACE_SECONDS) -> StopResult:
+    """Stop the running sandbox and every task process it started; a no-op when none runs."""
+    state, stale = _recorded()
+    if state is None:
+        return StopResult(was_running=False, stale_pid=stale)
+    forced = _terminate(state.pid, Path(state.workdir), grace)
+    if _alive(state.pid):
+        raise ResidencyError(f"the sandbox (pid {state.pid}) did not stop, even after SIGKILL")
+    recorded = read_state()
+    if recorded is not None and recorded.pid == state.pid:
+        clear_state()
+    return StopResult(was_running=True, pid=state.pid, forced=forced)
+
+
+def environment(state: SandboxState | None = None) -> dict[str, str]:
+    """The variables that point any AWS client at the running sandbox."""
+    if state is None:
+        state, _ = _recorded()
+    if state is None:
+        raise AwsError("the sandbox is not running", hint="start it with `residency sandbox up`")
+    return {
+        "AWS_ENDPOINT_URL": state.endpoint,
+        "AWS_ACCESS_KEY_ID": SANDBOX_ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SANDBOX_SECRET_KEY,
+        "AWS_DEFAULT_REGION": state.region,
+        "AWS_REGION": state.region,
+    }
+
+
+def export_lines(variables: dict[str, str]) -> list[str]:
+    import shlex
+
+    return [f"export {name}={shlex.quote(value)}" for name, value in variables.items()]

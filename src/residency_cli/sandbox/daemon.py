@@ -1,0 +1,96 @@
+"""The sandbox process that `residency sandbox up` starts in the background:
+`python -m residency_cli.sandbox.daemon --port N --map PATH --workdir DIR`.
+
+It serves, seeds, records itself in the state file (state.py), and on SIGTERM stops every
+task process, the server, and removes its record. Exit codes: 0 stopped cleanly, 2 bad
+arguments or map, 98 the port is in use (the message says so on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+EXIT_PORT_IN_USE = 98
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="residency-sandbox-daemon")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--map", required=True)
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--label-hosts", action="store_true")
+    args = parser.parse_args(argv)
+
+    from residency_cli.errors import ResidencyError
+    from residency_cli.sandbox.seed import load_bundle, load_map, sandbox_region, seed
+    from residency_cli.sandbox.server import PortInUseError, SandboxServer
+    from residency_cli.sandbox.state import SandboxState, clear_state, read_state, write_state
+    from residency_cli.sandbox.world import world
+
+    started = time.monotonic()
+    map_path = Path(args.map)
+    workdir = Path(args.workdir)
+    try:
+        config = load_map(map_path)
+        bundle = load_bundle(map_path)
+    except ResidencyError as error:
+        sys.stderr.write(f"error: {error}\n")
+        return 2
+    region = sandbox_region(config)
+    server = SandboxServer(args.port, region, workdir)
+    try:
+        endpoint = server.start()
+    except PortInUseError as error:
+        sys.stderr.write(f"error: {error}\n")
+        return EXIT_PORT_IN_USE
+    except ResidencyError as error:
+        sys.stderr.write(f"error: {error}\n")
+        return 2
+    world().pgid_file = workdir / "task-pgids"
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        result = seed(
+            config, bundle, endpoint=endpoint, region=region, label_hosts=args.label_hosts
+        )
+        write_state(
+            SandboxState(
+                endpoint=endpoint,
+                pid=os.getpid(),
+                port=server.port,
+                region=region,
+                workdir=str(workdir),
+                config=str(map_path),
+            )
+        )
+        hosts = ", ".join(f"{h.hostname} ({h.instance_id})" for h in result.hosts.values())
+        sys.stdout.write(
+            f"sandbox listening on {endpoint} (pid {os.getpid()}), seeded from {map_path} "
+            f"in {time.monotonic() - started:.2f}s: cluster {result.cluster}, hosts {hosts}\n"
+        )
+        sys.stdout.flush()
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.stop()
+        recorded = read_state()
+        if recorded is not None and recorded.pid == os.getpid():
+            clear_state()
+        sys.stdout.write("sandbox stopped\n")
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

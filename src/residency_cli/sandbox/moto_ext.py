@@ -1,0 +1,736 @@
+"""Small extensions of moto where it falls short of ECS Anywhere (DESIGN.md, "Testing
+against AWS without AWS"). Every patch lives here, is written for the moto versions in
+SUPPORTED_MOTO_VERSIONS, and behaves exactly like stock moto unless the sandbox is enabled
+(`world().enabled`), so that plain `mock_aws` tests in the same process are unaffected.
+
+What each patch stands for in real ECS / SSM is in its docstring.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from residency_cli.errors import UsageError
+from residency_cli.placement import ExpressionError, evaluate, parse_expression
+from residency_cli.sandbox.world import ACCOUNT_ID, DAY_SECONDS, HostSpec, World, moto_module, world
+
+SUPPORTED_MOTO_VERSIONS = ("5.2.5",)
+_installed = False
+
+DEFAULT_HOST_CPU = 2048
+DEFAULT_HOST_MEMORY = 3840
+MAX_RUN_TASK_COUNT = 10
+
+
+def check_moto_version() -> str:
+    """The installed moto version; refuses clearly when the extensions were not written for it."""
+    try:
+        moto = moto_module("moto")
+    except ImportError:
+        raise UsageError(
+            "the sandbox needs moto, which is not installed",
+            hint="pip install 'residency[sandbox]' (moto[server]==5.2.5)",
+        ) from None
+    version = str(getattr(moto, "__version__", "unknown"))
+    if version not in SUPPORTED_MOTO_VERSIONS:
+        supported = ", ".join(SUPPORTED_MOTO_VERSIONS)
+        raise UsageError(
+            f"the sandbox extends moto {supported}, but moto {version} is installed",
+            hint=f"pip install 'moto[server]=={SUPPORTED_MOTO_VERSIONS[-1]}'",
+        )
+    return version
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _ecs_error(code: str, message: str, **attributes: Any) -> Exception:
+    ECSException = moto_module("moto.ecs.exceptions").ECSException
+
+    error = ECSException(code, message)
+    for name, value in attributes.items():
+        setattr(error, name, value)
+    return error  # type: ignore[no-any-return]
+
+
+def _invalid(message: str) -> Exception:
+    InvalidParameterException = moto_module("moto.ecs.exceptions").InvalidParameterException
+
+    return InvalidParameterException(message)  # type: ignore[no-any-return]
+
+
+# --- containers of a task ----------------------------------------------------------------
+
+
+class SandboxContainer:
+    """A task's container as DescribeTasks shows it (moto models only the first container
+    and reports `exitCode: 0` from the start; real ECS has no exitCode until it exits)."""
+
+    def __init__(self, task_arn: str, definition: dict[str, Any], container_id: str) -> None:
+        region_account = task_arn.split(":task/")[0]
+        self.container_arn = f"{region_account}:container/{container_id}"
+        self.task_arn = task_arn
+        self.name = definition.get("name")
+        self.image = definition.get("image")
+        self.last_status = "PENDING"
+        self.exit_code: int | None = None
+        self.reason: str | None = None
+        self.runtime_id: str | None = None
+        self.network_bindings: list[dict[str, Any]] = []
+        self.network_interfaces: list[dict[str, Any]] = []
+        self.health_status = "UNKNOWN"
+        self.cpu = str(definition.get("cpu", 0))
+        memory = definition.get("memory")
+        self.memory = None if memory is None else str(memory)
+        reservation = definition.get("memoryReservation")
+        self.memory_reservation = None if reservation is None else str(reservation)
+
+
+# --- task definitions --------------------------------------------------------------------
+
+
+def _task_definition_init(original: Any) -> Any:
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        """EXTERNAL task definitions keep their network mode (host, bridge or none) and are
+        compatible with EC2 and EXTERNAL, as RegisterTaskDefinition answers in ECS; moto
+        turns every non-EC2 definition into a FARGATE/awsvpc one, which RunTask rejects."""
+        original(self, *args, **kwargs)
+        requires = kwargs.get("requires_compatibilities") or []
+        if "EXTERNAL" in requires and "FARGATE" not in requires:
+            self.compatibilities = ["EC2", "EXTERNAL"]
+            self.network_mode = kwargs.get("network_mode") or "bridge"
+
+    return init
+
+
+# --- container instances -----------------------------------------------------------------
+
+
+def _container_instance_init(original: Any) -> Any:
+    def init(
+        self: Any,
+        ec2_instance_id: str,
+        account_id: str,
+        region_name: str,
+        cluster_name: str,
+        backend: Any,
+    ) -> None:
+        """ECS Anywhere: the container instance of an external host carries the host's SSM
+        managed-instance id (`mi-...`) as `ec2InstanceId`, with no EC2 instance behind it.
+        moto looks every id up in its EC2 backend and fails for `mi-` ids."""
+        if not ec2_instance_id.startswith("mi-"):
+            original(self, ec2_instance_id, account_id, region_name, cluster_name, backend)
+            return
+        import uuid
+
+        utcnow = moto_module("moto.core.utils").utcnow
+
+        cpu, memory = DEFAULT_HOST_CPU, DEFAULT_HOST_MEMORY
+        self.ec2_instance_id = ec2_instance_id
+        self.agent_connected = True
+        self.status = "ACTIVE"
+
+        def resources(cpu: int, memory: int) -> list[dict[str, Any]]:
+            return [
+                {"name": "CPU", "type": "INTEGER", "integerValue": cpu},
+                {"name": "MEMORY", "type": "INTEGER", "integerValue": memory},
+                {"name": "PORTS", "type": "STRINGSET", "stringSetValue": ["22", "51678"]},
+                {"name": "PORTS_UDP", "type": "STRINGSET", "stringSetValue": []},
+            ]
+
+        self.registered_resources = resources(cpu, memory)
+        self.remaining_resources = resources(cpu, memory)
+        self.pending_tasks_count = 0
+        self.running_tasks_count = 0
+        self.version_info = {
+            "agentVersion": "1.87.0",
+            "agentHash": "sandbox",
+            "dockerVersion": "DockerVersion: 25.0.0",
+        }
+        self.attributes = {
+            "ecs.os-type": "linux",
+            "ecs.os-family": "LINUX",
+            "ecs.cpu-architecture": "x86_64",
+            "com.amazonaws.ecs.capability.logging-driver.awslogs": None,
+            "ecs.capability.external": None,
+        }
+        self.registered_at = utcnow()
+        self.region_name = region_name
+        self.id = str(uuid.uuid4())
+        self.cluster_name = cluster_name
+        self._account_id = backend.account_id
+        self._backend = backend
+
+    return init
+
+
+def register_managed_instance(
+    region: str,
+    cluster: str,
+    hostname: str,
+    *,
+    root: Any,
+    cpu: int = DEFAULT_HOST_CPU,
+    memory: int = DEFAULT_HOST_MEMORY,
+    ip_address: str | None = None,
+    location: str | None = None,
+) -> HostSpec:
+    """An ECS Anywhere host: an SSM managed instance (`mi-...`, with a ComputerName and an
+    IP address) whose ECS agent registered it as a container instance of `cluster`."""
+    ecs_backends = moto_module("moto.ecs.models").ecs_backends
+
+    digest = hashlib.sha256(f"{cluster}/{hostname}".encode()).hexdigest()
+    instance_id = f"mi-{digest[:17]}"
+    ip = ip_address or f"10.{int(digest[17:19], 16)}.{int(digest[19:21], 16)}.{10 + len(hostname)}"
+    backend = ecs_backends[ACCOUNT_ID][region]
+    instance = backend.register_container_instance(cluster, instance_id)
+    for resource in instance.registered_resources + instance.remaining_resources:
+        if resource["name"] == "CPU":
+            resource["integerValue"] = cpu
+        elif resource["name"] == "MEMORY":
+            resource["integerValue"] = memory
+    host = HostSpec(
+        hostname=hostname,
+        instance_id=instance_id,
+        region=region,
+        cluster=cluster,
+        root=root,
+        ip_address=ip,
+        container_instance_arn=instance.container_instance_arn,
+        location=location,
+    )
+    sandbox = world()
+    with sandbox.lock:
+        sandbox.hosts[instance_id] = host
+    _ssm_instances(region)[instance_id] = _instance_information(host)
+    return host
+
+
+# --- SSM ---------------------------------------------------------------------------------
+
+
+def _ssm_instances(region: str) -> dict[str, dict[str, Any]]:
+    ssm_backends = moto_module("moto.ssm.models").ssm_backends
+
+    backend = ssm_backends[ACCOUNT_ID][region]
+    if not hasattr(backend, "_residency_instances"):
+        backend._residency_instances = {}
+    return backend._residency_instances  # type: ignore[no-any-return]
+
+
+def _instance_information(host: HostSpec) -> dict[str, Any]:
+    now = _utcnow()
+    return {
+        "InstanceId": host.instance_id,
+        "PingStatus": "Online",
+        "LastPingDateTime": now,
+        "AgentVersion": "3.3.0.0",
+        "IsLatestVersion": False,
+        "PlatformType": "Linux",
+        "PlatformName": "Debian GNU/Linux",
+        "PlatformVersion": "12",
+        "ActivationId": hashlib.sha256(host.cluster.encode()).hexdigest()[:36],
+        "IamRole": "ecsAnywhereRole",
+        "RegistrationDate": now,
+        "ResourceType": "ManagedInstance",
+        "Name": host.hostname,
+        "IPAddress": host.ip_address,
+        "ComputerName": host.hostname,
+        "SourceId": host.instance_id,
+        "SourceType": "AWS::SSM::ManagedInstance",
+    }
+
+
+def set_ping_status(region: str, instance_id: str, status: str) -> None:
+    info = _ssm_instances(region).get(instance_id)
+    if info is not None:
+        info["PingStatus"] = status
+        info["LastPingDateTime"] = _utcnow()
+
+
+_SSM_FILTER_FIELDS = {
+    "InstanceIds": "InstanceId",
+    "PingStatus": "PingStatus",
+    "ResourceType": "ResourceType",
+    "PlatformTypes": "PlatformType",
+    "AgentVersion": "AgentVersion",
+    "ActivationIds": "ActivationId",
+    "IamRole": "IamRole",
+}
+
+
+def _describe_instance_information(self: Any) -> Any:
+    """SSM DescribeInstanceInformation (not in moto): the managed instances with their
+    ComputerName, IPAddress and PingStatus; `Filters` / `InstanceInformationFilterList`
+    on the documented keys, and MaxResults/NextToken paging."""
+    ActionResult = moto_module("moto.core.responses").ActionResult
+    ValidationException = moto_module("moto.ssm.exceptions").ValidationException
+
+    filters: dict[str, list[str]] = {}
+    for item in self._get_param("Filters") or []:
+        filters[item.get("Key")] = list(item.get("Values") or [])
+    for item in self._get_param("InstanceInformationFilterList") or []:
+        filters[item.get("key")] = list(item.get("valueSet") or [])
+    for key in filters:
+        if key not in _SSM_FILTER_FIELDS:
+            raise ValidationException(f"The filter key {key} is not supported")
+    found = []
+    for info in _ssm_instances(self.region).values():
+        if all(str(info.get(_SSM_FILTER_FIELDS[k])) in v for k, v in filters.items()):
+            found.append(info)
+    found.sort(key=lambda i: i["InstanceId"])
+    size = int(self._get_param("MaxResults") or 50)
+    start = int(self._get_param("NextToken") or 0)
+    result: dict[str, Any] = {"InstanceInformationList": found[start : start + size]}
+    if start + size < len(found):
+        result["NextToken"] = str(start + size)
+    return ActionResult(result)
+
+
+# --- RunTask -----------------------------------------------------------------------------
+
+_RUN_TASK_PARAMETERS = (
+    "cluster",
+    "taskDefinition",
+    "count",
+    "overrides",
+    "startedBy",
+    "tags",
+    "launchType",
+    "placementConstraints",
+    "placementStrategy",
+    "group",
+    "networkConfiguration",
+    "capacityProviderStrategy",
+    "platformVersion",
+    "enableECSManagedTags",
+    "propagateTags",
+    "referenceId",
+    "enableExecuteCommand",
+)
+
+
+def _task_size(task_definition: Any, overrides: dict[str, Any]) -> tuple[int, int]:
+    """CPU units and MiB a task reserves: task-level sizes (or their overrides) when given,
+    else the sum over its containers (memoryReservation when memory is absent)."""
+    cpu = overrides.get("cpu") or task_definition.cpu
+    memory = overrides.get("memory") or task_definition.memory
+    if cpu is None:
+        cpu = sum(int(c.get("cpu") or 0) for c in task_definition.container_definitions)
+    if memory is None:
+        memory = sum(
+            int(c.get("memory") or c.get("memoryReservation") or 0)
+            for c in task_definition.container_definitions
+        )
+    return int(cpu), int(memory)
+
+
+def _remaining(instance: Any, name: str) -> int:
+    for resource in instance.remaining_resources:
+        if resource.get("name") == name:
+            return int(resource.get("integerValue") or 0)
+    return 0
+
+
+def _instance_fields(instance: Any) -> dict[str, str]:
+    fields = {str(k): str(v) for k, v in instance.attributes.items() if v is not None}
+    for name in instance.attributes:
+        fields.setdefault(str(name), "")
+    fields.setdefault("ec2InstanceId", instance.ec2_instance_id)
+    return fields
+
+
+def _has_attribute_value(instance: Any, name: str) -> bool:
+    return instance.attributes.get(name) is not None or name in instance.attributes
+
+
+def _constraint_reason(instance: Any, constraints: list[dict[str, Any]]) -> str | None:
+    fields = {k: v for k, v in _instance_fields(instance).items()}
+    for constraint in constraints:
+        if constraint.get("type") != "memberOf":
+            continue
+        try:
+            satisfied = evaluate(str(constraint.get("expression")), fields)
+        except ExpressionError as error:
+            raise _invalid(f"Invalid placement constraint expression: {error}") from None
+        if not satisfied:
+            return "MemberOf placement constraint unsatisfied."
+    return None
+
+
+def _placement_failures(
+    instances: list[Any],
+    constraints: list[dict[str, Any]],
+    cpu: int,
+    memory: int,
+    excluded: set[str],
+) -> tuple[list[Any], list[dict[str, str]]]:
+    """Instances that can take the task, and for each other one ECS's failure reason
+    (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/api_failures_messages.html):
+    AGENT (agent disconnected), the unsatisfied constraint, RESOURCE:CPU, RESOURCE:MEMORY."""
+    fits, failures = [], []
+    for instance in instances:
+        arn = instance.container_instance_arn
+        if not instance.agent_connected:
+            reason: str | None = "AGENT"
+        elif arn in excluded:
+            reason = "DistinctInstance placement constraint unsatisfied."
+        else:
+            reason = _constraint_reason(instance, constraints)
+        if reason is None and cpu > _remaining(instance, "CPU"):
+            reason = "RESOURCE:CPU"
+        if reason is None and memory > _remaining(instance, "MEMORY"):
+            reason = "RESOURCE:MEMORY"
+        if reason is None:
+            fits.append(instance)
+        else:
+            failures.append({"arn": arn, "reason": reason})
+    return fits, failures
+
+
+def _fingerprint(params: dict[str, Any]) -> str:
+    relevant = {k: v for k, v in params.items() if v not in (None, [], {})}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _tokens(backend: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    if not hasattr(backend, "_residency_tokens"):
+        backend._residency_tokens = {}
+    return backend._residency_tokens  # type: ignore[no-any-return]
+
+
+def _check_token(token: str) -> None:
+    """RunTask clientToken: up to 64 ASCII characters in the range 33-126."""
+    if not 1 <= len(token) <= 64 or any(not 33 <= ord(c) <= 126 for c in token):
+        raise _invalid("clientToken must be 1-64 ASCII characters in the range 33-126.")
+
+
+def new_task(
+    backend: Any,
+    cluster: Any,
+    task_definition: Any,
+    instance: Any,
+    *,
+    overrides: dict[str, Any],
+    started_by: str,
+    tags: list[dict[str, str]],
+    launch_type: str,
+    group: str,
+) -> Any:
+    """A moto Task as the ECS scheduler hands it to an agent: PENDING, resources reserved,
+    one container per container definition; the simulated host takes it from there."""
+    import uuid
+
+    Task = moto_module("moto.ecs.models").Task
+
+    from residency_cli.sandbox.simhost import reserve
+
+    cpu, memory = _task_size(task_definition, overrides)
+    task = Task(
+        cluster,
+        task_definition,
+        instance.container_instance_arn,
+        {"CPU": cpu, "MEMORY": memory, "PORTS": [], "PORTS_UDP": []},
+        backend=backend,
+        group=group,
+        launch_type=launch_type,
+        overrides=overrides,
+        started_by=started_by,
+        tags=tags,
+    )
+    task._transitions = []  # the simulated host, not DescribeTasks, moves the task along
+    task.last_status = "PENDING"
+    task.desired_status = "RUNNING"
+    task.created_at = _utcnow()
+    task.stopped_reason = None
+    task.stop_code = None
+    task.connectivity = "CONNECTED"
+    task.connectivity_at = task.created_at
+    task.cpu = str(cpu)
+    task.memory = str(memory)
+    task.version = 1
+    task.containers = [
+        SandboxContainer(task.task_arn, definition, str(uuid.uuid4()))
+        for definition in task_definition.container_definitions
+    ]
+    task._residency_reserved = (cpu, memory)
+    reserve(instance, cpu, memory)
+    instance.pending_tasks_count += 1
+    cluster.pending_tasks_count += 1
+    backend.tasks.setdefault(cluster.name, {})[task.task_arn] = task
+    return task
+
+
+def launch(backend: Any, task: Any, instance: Any) -> None:
+    """Hand the task to the simulated host's agent (asynchronously, like ECS)."""
+    from residency_cli.sandbox.simhost import TaskRuntime
+
+    sandbox = world()
+    host = sandbox.host_for_instance(instance.ec2_instance_id)
+    if host is None:  # registered through the API without the sandbox's seeding
+        from pathlib import Path
+
+        host = HostSpec(
+            hostname=instance.ec2_instance_id,
+            instance_id=instance.ec2_instance_id,
+            region=backend.region_name,
+            cluster=task.cluster_name,
+            root=Path(sandbox.workdir) / "hosts" / instance.ec2_instance_id,
+            ip_address="127.0.0.1",
+            container_instance_arn=instance.container_instance_arn,
+        )
+        sandbox.hosts[instance.ec2_instance_id] = host
+    TaskRuntime(sandbox, backend, task, host).start()
+
+
+def run_task(backend: Any, params: dict[str, Any], sandbox: World) -> tuple[list[Any], list[Any]]:
+    """RunTask for EC2/EXTERNAL launch types with ECS's placement and idempotency rules."""
+    cluster = backend._get_cluster(params.get("cluster") or "default")
+    token = params.get("clientToken")
+    fingerprint = _fingerprint({k: params.get(k) for k in _RUN_TASK_PARAMETERS})
+    with sandbox.lock:
+        if token is not None:
+            _check_token(str(token))
+            remembered = _tokens(backend).get((cluster.name, str(token)))
+            if remembered and sandbox.clock.now() - remembered["at"] < DAY_SECONDS:
+                if remembered["fingerprint"] != fingerprint:
+                    raise _ecs_error(
+                        "ConflictException",
+                        "The specified clientToken is already in use with a different "
+                        "RunTask request.",
+                        resourceIds=list(remembered["tasks"]),
+                    )
+                by_arn = backend.tasks.get(cluster.name, {})
+                return [by_arn[a] for a in remembered["tasks"] if a in by_arn], []
+
+        task_definition = backend.describe_task_definition(params["taskDefinition"])
+        launch_type = params.get("launchType") or ""
+        if launch_type == "EXTERNAL" and "EXTERNAL" not in task_definition.compatibilities:
+            raise _ecs_error(
+                "ClientException", "Task definition does not support launch_type EXTERNAL."
+            )
+        count = int(params.get("count") or 1)
+        if not 1 <= count <= MAX_RUN_TASK_COUNT:
+            raise _invalid("count must be between 1 and 10.")
+        constraints = list(params.get("placementConstraints") or []) + list(
+            task_definition.placement_constraints or []
+        )
+        for constraint in constraints:
+            if constraint.get("type") == "memberOf":
+                try:
+                    parse_expression(str(constraint.get("expression") or ""))
+                except ExpressionError as error:
+                    raise _invalid(f"Invalid placement constraint expression: {error}") from None
+        distinct = any(c.get("type") == "distinctInstance" for c in constraints)
+        registered = list(backend.container_instances.get(cluster.name, {}).values())
+        active = [i for i in registered if i.status == "ACTIVE"]
+        if not active:
+            raise _invalid("No Container Instances were found in your cluster.")
+        overrides = params.get("overrides") or {}
+        cpu, memory = _task_size(task_definition, overrides)
+        group = params.get("group") or f"family:{task_definition.family}"
+        tasks: list[Any] = []
+        failures: list[dict[str, str]] = []
+        used: set[str] = set()
+        for _ in range(count):
+            if sandbox.misplace:
+                wanted = sandbox.misplace.pop(0)
+                fits = [i for i in registered if i.id == wanted]
+                reasons: list[dict[str, str]] = []
+            else:
+                fits, reasons = _placement_failures(
+                    active, constraints, cpu, memory, used if distinct else set()
+                )
+            if not fits:
+                failures.extend(reasons)
+                break
+            fits.sort(
+                key=lambda i: (i.running_tasks_count + i.pending_tasks_count, i.registered_at)
+            )
+            chosen = fits[0]
+            used.add(chosen.container_instance_arn)
+            tasks.append(
+                (
+                    new_task(
+                        backend,
+                        cluster,
+                        task_definition,
+                        chosen,
+                        overrides=overrides,
+                        started_by=params.get("startedBy") or "",
+                        tags=list(params.get("tags") or []),
+                        launch_type=launch_type,
+                        group=group,
+                    ),
+                    chosen,
+                )
+            )
+        if token is not None and tasks:
+            _tokens(backend)[(cluster.name, str(token))] = {
+                "fingerprint": fingerprint,
+                "tasks": [t.task_arn for t, _ in tasks],
+                "at": sandbox.clock.now(),
+            }
+    for task, instance in tasks:
+        launch(backend, task, instance)
+    return [t for t, _ in tasks], failures
+
+
+def _run_task_response(original: Any) -> Any:
+    def handler(self: Any) -> Any:
+        """RunTask: the task definition may be EXTERNAL; `memberOf` constraints are judged
+        with residency's own evaluator; CPU and memory are honoured; ECS-shaped `failures`
+        when nothing fits; `clientToken` makes the request idempotent for 24 hours
+        (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/ECS_Idempotency.html:
+        same token and parameters -> the original tasks; other parameters -> ConflictException)."""
+        sandbox = world()
+        launch_type = self._get_param("launchType")
+        if (
+            not sandbox.enabled
+            or launch_type == "FARGATE"
+            or (not launch_type and self._get_param("capacityProviderStrategy"))
+        ):
+            return original(self)
+        ActionResult = moto_module("moto.core.responses").ActionResult
+
+        params = {name: self._get_param(name) for name in _RUN_TASK_PARAMETERS}
+        params["clientToken"] = self._get_param("clientToken")
+        tasks, failures = run_task(self.ecs_backend, params, sandbox)
+        return ActionResult({"tasks": tasks, "failures": failures})
+
+    return handler
+
+
+def _start_task(original: Any) -> Any:
+    def start_task(
+        self: Any,
+        cluster_str: str,
+        task_definition_str: str,
+        container_instances: list[str],
+        overrides: dict[str, Any],
+        started_by: str,
+        tags: list[dict[str, str]] | None = None,
+        group: str | None = None,
+    ) -> list[Any]:
+        """StartTask places a task on the named container instances without looking at
+        placement constraints (ECS: "use your own scheduler"); the simulated host runs it."""
+        sandbox = world()
+        if not sandbox.enabled:
+            return original(  # type: ignore[no-any-return]
+                self,
+                cluster_str,
+                task_definition_str,
+                container_instances,
+                overrides,
+                started_by,
+                tags,
+                group,
+            )
+        cluster = self._get_cluster(cluster_str)
+        task_definition = self.describe_task_definition(task_definition_str)
+        if not container_instances:
+            raise _ecs_error("ClientException", "Container Instances cannot be empty.")
+        started = []
+        with sandbox.lock:
+            for reference in container_instances:
+                instance = self.container_instances.get(cluster.name, {}).get(
+                    reference.rsplit("/", 1)[-1]
+                )
+                if instance is None:
+                    raise _invalid(f"Container instance {reference} not found.")
+                task = new_task(
+                    self,
+                    cluster,
+                    task_definition,
+                    instance,
+                    overrides=overrides or {},
+                    started_by=started_by or "",
+                    tags=list(tags or []),
+                    launch_type="EXTERNAL",
+                    group=group or f"family:{task_definition.family}",
+                )
+                started.append((task, instance))
+        for task, instance in started:
+            launch(self, task, instance)
+        return [t for t, _ in started]
+
+    return start_task
+
+
+def _stop_task(original: Any) -> Any:
+    def stop_task(self: Any, cluster_str: str, task_str: str, reason: str | None) -> Any:
+        """StopTask is asynchronous in ECS: the answer shows `desiredStatus: STOPPED` with
+        `stopCode: UserInitiated`; the agent then sends SIGTERM (SIGKILL after stopTimeout)
+        and the task reaches STOPPED with the container's exit code (143 after SIGTERM)."""
+        sandbox = world()
+        if not sandbox.enabled:
+            return original(self, cluster_str, task_str, reason)
+        cluster = self._get_cluster(cluster_str)
+        task_id = task_str.rsplit("/", 1)[-1]
+        with sandbox.lock:
+            task = next(
+                (t for a, t in self.tasks.get(cluster.name, {}).items() if a.endswith(task_id)),
+                None,
+            )
+            if task is None:
+                raise _invalid("The referenced task was not found.")
+            runtime = sandbox.runtimes.get(task.task_arn)
+            if task.last_status != "STOPPED":
+                task.desired_status = "STOPPED"
+                task.stop_code = "UserInitiated"
+                task.stopped_reason = reason or "Task stopped by user"
+                task.stopping_at = _utcnow()
+        if runtime is not None and task.last_status != "STOPPED":
+            runtime.request_stop()
+        return task
+
+    return stop_task
+
+
+def _describe_tasks_response(original: Any) -> Any:
+    def handler(self: Any) -> Any:
+        """DescribeTasks reports `failures: [{arn, reason: MISSING}]` for unknown tasks and
+        never moves a task along by itself (moto advances one state per call)."""
+        result = original(self)
+        if not world().enabled:
+            return result
+        wanted = self._get_param("tasks", []) or []
+        tasks = result.result.get("tasks", [])
+        known = {t.task_arn for t in tasks} | {t.task_arn.rsplit("/", 1)[-1] for t in tasks}
+        result.result["failures"] = [
+            {"arn": reference, "reason": "MISSING"}
+            for reference in wanted
+            if reference not in known and reference.rsplit("/", 1)[-1] not in known
+        ]
+        return result
+
+    return handler
+
+
+def install() -> None:
+    """Patch moto once per process (idempotent); inert until `world().enabled`."""
+    global _installed
+    if _installed:
+        return
+    check_moto_version()
+    ecs_models = moto_module("moto.ecs.models")
+    EC2ContainerServiceResponse = moto_module("moto.ecs.responses").EC2ContainerServiceResponse
+    SimpleSystemManagerResponse = moto_module("moto.ssm.responses").SimpleSystemManagerResponse
+
+    ecs_models.TaskDefinition.__init__ = _task_definition_init(ecs_models.TaskDefinition.__init__)
+    ecs_models.ContainerInstance.__init__ = _container_instance_init(
+        ecs_models.ContainerInstance.__init__
+    )
+    backend = ecs_models.EC2ContainerServiceBackend
+    backend.start_task = _start_task(backend.start_task)
+    backend.stop_task = _stop_task(backend.stop_task)
+    EC2ContainerServiceResponse.run_task = _run_task_response(EC2ContainerServiceResponse.run_task)
+    EC2ContainerServiceResponse.describe_tasks = _describe_tasks_response(
+        EC2ContainerServiceResponse.describe_tasks
+    )
+    SimpleSystemManagerResponse.describe_instance_information = _describe_instance_information
+    _installed = True

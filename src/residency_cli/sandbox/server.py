@@ -1,0 +1,232 @@
+"""The sandbox's HTTP endpoint: moto's in-process server (ThreadedMotoServer) on 127.0.0.1,
+behind a small WSGI layer that counts calls per operation, answers injected faults
+(throttling), resets the sandbox's own state with moto's (`POST /moto-api/reset`) and
+answers `GET /residency-sandbox/health` so that `sandbox status` knows whom it talks to.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from residency_cli.sandbox.world import Fault, World, moto_module, world
+
+HOST = "127.0.0.1"
+HEALTH_PATH = "/residency-sandbox/health"
+INTERNAL_HEADER = "X-Residency-Sandbox-Internal"
+_JSON_TARGETS = {
+    "AmazonEC2ContainerServiceV20141113": "ecs",
+    "Logs_20140328": "logs",
+    "AmazonSSM": "ssm",
+}
+_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/aws4_request")
+
+StartResponse = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Operation:
+    service: str
+    name: str
+    protocol: str  # json | query | rest
+
+
+def _s3_operation(method: str, path: str, query: str) -> str:
+    parts = [p for p in path.split("/") if p]
+    if not parts:
+        return "ListBuckets"
+    if len(parts) == 1:
+        if method == "PUT":
+            return "CreateBucket"
+        if method == "DELETE":
+            return "DeleteBucket"
+        if method == "HEAD":
+            return "HeadBucket"
+        if "location" in query:
+            return "GetBucketLocation"
+        return "ListObjectsV2" if "list-type=2" in query else "ListObjects"
+    return {
+        "PUT": "PutObject",
+        "GET": "GetObject",
+        "HEAD": "HeadObject",
+        "DELETE": "DeleteObject",
+        "POST": "CreateMultipartUpload" if "uploads" in query else "CompleteMultipartUpload",
+    }.get(method, method)
+
+
+def identify(environ: dict[str, Any]) -> Operation:
+    """Which AWS operation a request is, from X-Amz-Target, the form's Action, or S3's path.
+
+    May read (and put back) the request body of query-protocol calls.
+    """
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    scope = _CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    service = scope.group(2) if scope else ""
+    if target and "." in target:
+        prefix, name = target.rsplit(".", 1)
+        return Operation(_JSON_TARGETS.get(prefix, service or prefix.lower()), name, "json")
+    content_type = environ.get("CONTENT_TYPE", "")
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        action = parse_qs(body.decode("utf-8", "replace")).get("Action", [""])[0]
+        if action:
+            return Operation(service or "query", action, "query")
+    method = environ.get("REQUEST_METHOD", "GET")
+    if service == "s3" or not service:
+        name = _s3_operation(method, environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", ""))
+        return Operation(service or "s3", name, "rest")
+    return Operation(service, f"{method} {environ.get('PATH_INFO', '')}", "rest")
+
+
+def _error_response(operation: Operation, fault: Fault) -> tuple[str, list[tuple[str, str]], bytes]:
+    status = f"{fault.status} {'Service Unavailable' if fault.status == 503 else 'Bad Request'}"
+    request_id = f"sandbox-{time.monotonic_ns()}"
+    if operation.protocol == "json":
+        body = json.dumps({"__type": fault.code, "message": fault.message}).encode()
+        headers = [("Content-Type", "application/x-amz-json-1.1")]
+    elif operation.protocol == "query":
+        body = (
+            "<ErrorResponse><Error><Type>Sender</Type>"
+            f"<Code>{fault.code}</Code><Message>{fault.message}</Message></Error>"
+            f"<RequestId>{request_id}</RequestId></ErrorResponse>"
+        ).encode()
+        headers = [("Content-Type", "text/xml")]
+    else:
+        body = (
+            f"<Error><Code>{fault.code}</Code><Message>{fault.message}</Message>"
+            f"<RequestId>{request_id}</RequestId></Error>"
+        ).encode()
+        headers = [("Content-Type", "application/xml")]
+    headers += [("x-amzn-RequestId", request_id), ("Content-Length", str(len(body)))]
+    return status, headers, body
+
+
+class SandboxMiddleware:
+    """Counting, fault injection, reset and health in front of moto's WSGI application."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], sandbox: World) -> None:
+        self.app = app
+        self.world = sandbox
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD", "GET")
+        if path == HEALTH_PATH:
+            body = json.dumps(
+                {"residency_sandbox": True, "pid": os.getpid(), "region": self.world.region}
+            ).encode()
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [body]
+        if path.startswith("/moto-api/"):
+            answer = self.app(environ, start_response)
+            if path.rstrip("/") == "/moto-api/reset" and method == "POST":
+                self.world.reset()
+            return answer
+        if environ.get("HTTP_" + INTERNAL_HEADER.upper().replace("-", "_")) == "1":
+            return self.app(environ, start_response)
+        operation = identify(environ)
+        fault = self.world.faults.record(operation.service, operation.name)
+        if fault is not None:
+            status, headers, body = _error_response(operation, fault)
+            start_response(status, headers)
+            return [body]
+        return self.app(environ, start_response)
+
+
+class PortInUseError(OSError):
+    """Another process listens on the port."""
+
+
+class SandboxServer:
+    """moto's ThreadedMotoServer with the sandbox's layer, on 127.0.0.1 only."""
+
+    def __init__(self, port: int = 0, region: str = "us-east-1", workdir: Path | None = None):
+        self.port = port
+        self.region = region
+        self.workdir = workdir or Path.cwd()
+        self._server: Any = None
+        self.endpoint = ""
+
+    def start(self) -> str:
+        from residency_cli.sandbox import moto_ext
+
+        moto_ext.install()
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        ThreadedMotoServer = moto_module("moto.moto_server.threaded_moto_server").ThreadedMotoServer
+        werkzeug_app = moto_module("moto.moto_server.werkzeug_app")
+        DomainDispatcherApplication = werkzeug_app.DomainDispatcherApplication
+        MotoRequestHandler = werkzeug_app.MotoRequestHandler
+        create_backend_app = werkzeug_app.create_backend_app
+        from werkzeug.serving import make_server
+
+        sandbox = world()
+
+        class _Server(ThreadedMotoServer):  # type: ignore[misc,valid-type]
+            def _server_entry(inner) -> None:
+                app = SandboxMiddleware(DomainDispatcherApplication(create_backend_app), sandbox)
+                try:
+                    inner._server = make_server(
+                        inner._ip_address,
+                        inner._port,
+                        app,
+                        True,
+                        request_handler=_QuietHandler,
+                    )
+                except OSError as error:
+                    inner._error = error
+                    inner._server_ready_event.set()
+                    return
+                inner._server_ready_event.set()
+                inner._server.serve_forever()
+
+        class _QuietHandler(MotoRequestHandler):  # type: ignore[misc,valid-type]
+            def log_request(self, *args: Any, **kwargs: Any) -> None:
+                return None
+
+        server = _Server(ip_address=HOST, port=self.port, verbose=False)
+        server._error = None  # type: ignore[assignment]
+        server.start()
+        if server._error is not None:
+            server._thread.join()
+            if getattr(server._error, "errno", None) == errno.EADDRINUSE:
+                raise PortInUseError(f"port {self.port} on {HOST} is already in use")
+            raise server._error
+        self._server = server
+        host, port = server.get_host_and_port()
+        self.port = int(port)
+        self.endpoint = f"http://{host}:{port}"
+        with sandbox.lock:
+            sandbox.endpoint = self.endpoint
+            sandbox.region = self.region
+            sandbox.workdir = self.workdir
+            sandbox.enabled = True
+        return self.endpoint
+
+    def reset(self) -> None:
+        """Empty every moto backend and the sandbox's own state (no HTTP round trip)."""
+        moto_api_backend = moto_module("moto.moto_api._internal.models").moto_api_backend
+
+        sandbox = world()
+        sandbox.kill_all_tasks()
+        moto_api_backend.reset()
+        sandbox.reset()
+
+    def stop(self) -> None:
+        sandbox = world()
+        sandbox.kill_all_tasks()
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        sandbox.enabled = False

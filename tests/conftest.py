@@ -1,0 +1,29 @@
+"""Shared fixtures. `sandbox`: a fresh, seeded in-process sandbox per test (one server per
+session); see docs/sandbox.md and residency_cli.sandbox.testing.SandboxFixture."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def _sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from residency_cli.sandbox.testing import start_server
+
+    server = start_server(tmp_path_factory.mktemp("sandbox"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sandbox(_sandbox_server: Any) -> Iterator[Any]:
+    from residency_cli.sandbox.testing import SandboxFixture
+
+    handle = SandboxFixture(_sandbox_server).reset()
+    try:
+        yield handle
+    finally:
+        handle.close()
