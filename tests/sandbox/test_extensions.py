@@ -337,15 +337,16 @@ def test_wrong_moto_version_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
         check_moto_version()
 
 
-def test_packaged_example_matches_examples_acme() -> None:
-    from residency_cli.sandbox.seed import EXAMPLE_DIR
-
-    repo = Path(__file__).resolve().parents[2] / "examples" / "acme"
-    if not repo.is_dir():
-        pytest.skip("not a source checkout")
-    packaged = sorted(p.relative_to(EXAMPLE_DIR) for p in EXAMPLE_DIR.rglob("*") if p.is_file())
-    assert packaged, "the package ships no example"
-    for relative in packaged:
-        assert (repo / relative).read_bytes() == (EXAMPLE_DIR / relative).read_bytes(), (
-            f"{relative} differs: copy examples/acme/ into src/residency_cli/sandbox/examples/acme/"
-        )
+def test_delete_attributes_without_value_removes_the_attribute(sandbox: Any) -> None:
+    """ECS DeleteAttributes: `value` is optional; the attribute goes whatever its value."""
+    host = sandbox.host("bonus.host")
+    sandbox.label("bonus.host", "newyork")
+    ecs = sandbox.client("ecs")
+    ecs.delete_attributes(
+        cluster=sandbox.cluster,
+        attributes=[{"name": "location", "targetId": host.container_instance_arn}],
+    )
+    described = ecs.describe_container_instances(
+        cluster=sandbox.cluster, containerInstances=[host.container_instance_arn]
+    )["containerInstances"][0]
+    assert "location" not in {a["name"] for a in described["attributes"]}

@@ -54,6 +54,12 @@ def error(message: str) -> None:
     sys.stderr.flush()
 
 
+def raw(line: str) -> None:
+    """One line on stdout exactly as given (for `eval "$(residency sandbox env)"`)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def note(message: str) -> None:
     """A diagnostic for people, on stderr so that stdout stays clean for scripts."""
     stderr().print(message, markup=False)

@@ -26,11 +26,6 @@ PORT_OPTION: Any = typer.Option(
 )
 
 
-def _raw(line: str) -> None:
-    """One line exactly as given (no wrapping): `eval "$(residency sandbox env)"` reads it."""
-    render.stdout().print(line, markup=False, highlight=False, soft_wrap=True)
-
-
 @sandbox_app.command("up")
 def up(
     ctx: typer.Context,
@@ -117,4 +112,4 @@ def env(output: OutputFormat = OUTPUT_OPTION) -> None:
         render.emit_json(variables)
         return
     for line in export_lines(variables):
-        _raw(line)
+        render.raw(line)

@@ -43,9 +43,12 @@ class AppState:
 
     def config(self) -> Config:
         if self._config is None:
-            from residency_cli.config import load_config
+            from residency_cli.config import load_config, resolve_config_path
 
-            self._config = load_config(self.config_path)
+            path = self.config_path
+            if self.sandbox and not resolve_config_path(path).exists():
+                path = _sandbox_map() or path  # the map the running sandbox was seeded from
+            self._config = load_config(path)
         return self._config
 
     def settings(self, map_region: str | None) -> AwsSettings:
@@ -66,18 +69,25 @@ class AppState:
         return self._clients
 
 
+def _sandbox_map() -> str | None:
+    from residency_cli.sandbox.state import read_state
+
+    state = read_state()
+    return state.config if state is not None else None
+
+
 def sandbox_settings() -> AwsSettings:
     from residency_cli.aws import AwsSettings
     from residency_cli.errors import AwsError
     from residency_cli.sandbox.state import (
         SANDBOX_ACCESS_KEY,
         SANDBOX_SECRET_KEY,
-        pid_alive,
+        process_running,
         read_state,
     )
 
     state = read_state()
-    if state is None or not pid_alive(state.pid):
+    if state is None or not process_running(state.pid):
         raise AwsError("the sandbox is not running", hint="start it with `residency sandbox up`")
     return AwsSettings(
         region=state.region,

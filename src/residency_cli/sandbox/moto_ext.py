@@ -691,6 +691,27 @@ def _stop_task(original: Any) -> Any:
     return stop_task
 
 
+def _delete_attribute(original: Any) -> Any:
+    def delete_attribute(
+        self: Any,
+        cluster_name: str,
+        name: str,
+        value: str | None = None,
+        target_id: str | None = None,
+        target_type: str | None = None,
+    ) -> Any:
+        """DeleteAttributes removes the named attribute whatever its value when the request
+        names none (moto deletes only on a matching value)."""
+        if world().enabled and value is None and target_id is not None:
+            instance_id = target_id.rsplit("/", 1)[-1]
+            instance = self.container_instances.get(cluster_name, {}).get(instance_id)
+            if instance is not None:
+                value = instance.attributes.get(name)
+        return original(self, cluster_name, name, value, target_id, target_type)
+
+    return delete_attribute
+
+
 def _describe_tasks_response(original: Any) -> Any:
     def handler(self: Any) -> Any:
         """DescribeTasks reports `failures: [{arn, reason: MISSING}]` for unknown tasks and
@@ -728,6 +749,7 @@ def install() -> None:
     backend = ecs_models.EC2ContainerServiceBackend
     backend.start_task = _start_task(backend.start_task)
     backend.stop_task = _stop_task(backend.stop_task)
+    backend._delete_attribute = _delete_attribute(backend._delete_attribute)
     EC2ContainerServiceResponse.run_task = _run_task_response(EC2ContainerServiceResponse.run_task)
     EC2ContainerServiceResponse.describe_tasks = _describe_tasks_response(
         EC2ContainerServiceResponse.describe_tasks
