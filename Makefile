@@ -6,9 +6,13 @@ STAMP := $(VENV)/.installed
 
 # Extra checks contributed by mk/*.mk (each appends its target names to TEST_EXTRA).
 TEST_EXTRA :=
+BENCH_TARGETS :=
 -include mk/*.mk
 
-.PHONY: setup test lint format typecheck pytest
+AWSCLI_VENV := .venv-awscli
+BENCH_TARGETS += bench-dispatch
+
+.PHONY: setup test lint format typecheck pytest demo bench bench-dispatch
 .DEFAULT_GOAL := test
 
 setup: $(STAMP)
@@ -34,3 +38,18 @@ pytest: $(STAMP)
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest $(TEST_EXTRA)
+
+# The whole story on a local sandbox: no AWS account, no network.
+demo: $(STAMP)
+	$(BIN)/residency demo
+
+bench: $(BENCH_TARGETS)
+
+# The AWS CLI (an independent client) is the reference the dispatch benchmark compares with.
+$(AWSCLI_VENV)/.installed:
+	test -x $(AWSCLI_VENV)/bin/python || $(PYTHON) -m venv $(AWSCLI_VENV)
+	$(AWSCLI_VENV)/bin/python -m pip install --quiet awscli
+	touch $@
+
+bench-dispatch: $(STAMP) $(AWSCLI_VENV)/.installed
+	$(BIN)/python bench/dispatch_bench.py --runs 7

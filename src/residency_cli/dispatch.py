@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 
 STARTED_BY = "residency"
 RUN_ID_TAG = "residency:run-id"
+# Where a task was verified to run: audit's "location then", whatever the host carries later.
+HOST_LOCATION_TAG = "residency:host-location"
 MAX_COUNT = 10  # RunTask starts at most 10 tasks per call
 _RUN_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -378,6 +380,19 @@ def stop_misplaced(
     return reason
 
 
+def record_placement(ecs: ECSClient, tracker: Tracker, location: str) -> None:
+    """Tag the task with the location it was verified on. A missing ecs:TagResource
+    permission costs only that record (audit then judges by the host's current label)."""
+    tags = [{"key": HOST_LOCATION_TAG, "value": location}]
+    try:
+        ecs.tag_resource(resourceArn=tracker.arn, tags=tags)  # type: ignore[arg-type]
+    except Exception as error:
+        if not is_aws_error(error):
+            raise
+        return
+    tracker.task = {**tracker.task, "tags": [*(tracker.task.get("tags") or []), *tags]}
+
+
 # --- waiting and outcomes --------------------------------------------------------------
 
 
@@ -408,7 +423,7 @@ def _iso(value: Any) -> str | None:
     return str(value) if value else None
 
 
-def _tag(task: Mapping[str, Any], key: str) -> str | None:
+def task_tag(task: Mapping[str, Any], key: str) -> str | None:
     return next((t.get("value") for t in task.get("tags") or [] if t.get("key") == key), None)
 
 
@@ -511,6 +526,8 @@ class Waiter:
         allowed = placement_allowed(self.config, self.workload, attributes)
         if host != tracker.host or not allowed:
             self.observer.placed(tracker.arn, host, allowed)
+        if allowed and host.location and task_tag(tracker.task, HOST_LOCATION_TAG) is None:
+            record_placement(self.ecs, tracker, host.location)
         tracker.host = host
         if not allowed:
             tracker.violation = stop_misplaced(
@@ -730,7 +747,7 @@ class Dispatcher:
         return self._follow(
             waiter,
             [tracker],
-            _tag(task, RUN_ID_TAG),
+            task_tag(task, RUN_ID_TAG),
             None,
             wait=True,
             follow=follow,
@@ -824,16 +841,12 @@ class Dispatcher:
         return RunResult(outcomes, request)
 
 
-def recent_tasks(
-    ecs: ECSClient, ssm: SSMClient | None, config: Config, workload: str | None, status: str
-) -> list[TaskOutcome]:
-    """Tasks of the map's workloads that ECS still returns, newest first, with their host."""
+def list_workload_tasks(
+    ecs: ECSClient, config: Config, names: Sequence[str], statuses: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Described tasks (with tags) of these workloads' families that ECS still returns."""
     from residency_cli.config import task_definition_family
 
-    names = [workload] if workload else list(config.workloads)
-    statuses = {"running": ["RUNNING"], "stopped": ["STOPPED"], "all": ["RUNNING", "STOPPED"]}[
-        status
-    ]
     arns: list[str] = []
     with aws_errors("listing tasks"):
         paginator = ecs.get_paginator("list_tasks")
@@ -846,7 +859,18 @@ def recent_tasks(
                     desiredStatus=desired,  # type: ignore[arg-type]
                 ):
                     arns.extend(page.get("taskArns", []))
-    described = describe_tasks(ecs, config.cluster, list(dict.fromkeys(arns)))
+    return describe_tasks(ecs, config.cluster, list(dict.fromkeys(arns)))
+
+
+def recent_tasks(
+    ecs: ECSClient, ssm: SSMClient | None, config: Config, workload: str | None, status: str
+) -> list[TaskOutcome]:
+    """Tasks of the map's workloads that ECS still returns, newest first, with their host."""
+    names = [workload] if workload else list(config.workloads)
+    statuses = {"running": ["RUNNING"], "stopped": ["STOPPED"], "all": ["RUNNING", "STOPPED"]}[
+        status
+    ]
+    described = list_workload_tasks(ecs, config, names, statuses)
     instance_arns = sorted(
         {str(t["containerInstanceArn"]) for t in described if t.get("containerInstanceArn")}
     )
@@ -873,7 +897,7 @@ def recent_tasks(
                 task,
                 config.workloads[owner].container,
                 host=hosts.get(str(task.get("containerInstanceArn"))),
-                run_id=_tag(task, RUN_ID_TAG),
+                run_id=task_tag(task, RUN_ID_TAG),
                 stream=None,
             )
         )

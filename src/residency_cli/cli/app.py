@@ -10,7 +10,15 @@ from typing import Any
 import typer
 
 from residency_cli import __version__
-from residency_cli.cli import config_cmds, dispatch_cmds, hosts_cmds, logs_cmds, sandbox_cmds
+from residency_cli.cli import (
+    audit_cmds,
+    config_cmds,
+    demo_cmds,
+    dispatch_cmds,
+    hosts_cmds,
+    logs_cmds,
+    sandbox_cmds,
+)
 from residency_cli.cli.state import AppState
 
 try:  # Typer >= 0.20 vendors click; its exceptions are not those of the `click` package.
@@ -83,7 +91,9 @@ app.command("run")(dispatch_cmds.run)
 app.command("attach")(dispatch_cmds.attach)
 app.command("tasks")(dispatch_cmds.tasks)
 app.command("logs")(logs_cmds.logs)
+app.command("audit")(audit_cmds.audit)
 app.add_typer(sandbox_cmds.sandbox_app, name="sandbox")
+app.command("demo")(demo_cmds.demo)
 
 
 def _verbose(argv: list[str]) -> bool:

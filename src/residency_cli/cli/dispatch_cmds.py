@@ -125,7 +125,7 @@ class ConsoleObserver:
         from residency_cli.logs import format_timestamp
 
         stamp = format_timestamp(event.timestamp)
-        self.out.print(f"{stamp} {event.container} | {event.message}", markup=False)
+        self.out.print(f"{stamp} {event.container} | {event.message}", markup=False, soft_wrap=True)
 
     def close(self) -> None:
         if self.live is not None:

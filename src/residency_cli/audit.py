@@ -1,0 +1,141 @@
+"""Audit: was every task of a mapped workload on a host whose location the workload allows?
+
+ECS still returns RUNNING tasks and recently STOPPED ones (about an hour). For each, the
+location *then* is the one `run` verified and tagged on the task; the location *now* is the
+host's current label. A running task is judged by both (a host relabelled under a running task
+puts it out of residency); a stopped one by where it ran, or by the host's label now when
+nobody recorded it (a task started around residency).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from residency_cli.config import Config, workload_for_task
+from residency_cli.dispatch import HOST_LOCATION_TAG, list_workload_tasks, task_tag
+from residency_cli.hosts import (
+    describe_container_instances,
+    host_from_instance,
+    managed_instance_hostnames,
+)
+from residency_cli.results import Host
+
+if TYPE_CHECKING:
+    from mypy_boto3_ecs import ECSClient
+    from mypy_boto3_ssm import SSMClient
+
+
+@dataclass(frozen=True)
+class AuditFinding:
+    task_arn: str
+    workload: str
+    allowed: list[str]
+    status: str | None
+    started_by: str | None
+    host: str | None
+    container_instance_arn: str | None
+    location_then: str | None
+    location_now: str | None
+    started_at: str | None
+    verdict: str  # "compliant" | "violation"
+    reason: str | None
+
+    @property
+    def task_id(self) -> str:
+        return self.task_arn.rsplit("/", 1)[-1]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "task_arn": self.task_arn,
+            "task_id": self.task_id,
+            "workload": self.workload,
+            "allowed_locations": self.allowed,
+            "status": self.status,
+            "started_by": self.started_by,
+            "host": self.host,
+            "container_instance_arn": self.container_instance_arn,
+            "location_then": self.location_then,
+            "location_now": self.location_now,
+            "started_at": self.started_at,
+            "verdict": self.verdict,
+            "reason": self.reason,
+        }
+
+
+def _started(task: dict[str, Any]) -> datetime | None:
+    value = task.get("startedAt") or task.get("createdAt")
+    return value if isinstance(value, datetime) else None
+
+
+def _started_after(task: dict[str, Any], horizon: float) -> bool:
+    started = _started(task)
+    return started is None or started.timestamp() >= horizon
+
+
+def judge(status: str | None, allowed: list[str], then: str | None, now: str | None) -> str | None:
+    """Why this task breaks residency, or None when it does not."""
+    if then is not None and then not in allowed:
+        return f"ran in {then}, outside {', '.join(allowed)}"
+    if status != "STOPPED" and now not in allowed:
+        return f"runs on a host now in {now or 'no location'}, outside {', '.join(allowed)}"
+    if then is None and now not in allowed:
+        where = now or "no location"
+        return (
+            f"ran on a host now in {where} (unrecorded at placement), outside {', '.join(allowed)}"
+        )
+    return None
+
+
+def audit(
+    ecs: ECSClient,
+    ssm: SSMClient | None,
+    config: Config,
+    *,
+    since_seconds: float | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+) -> list[AuditFinding]:
+    """Every task of a mapped workload that ECS returns, judged; violations first."""
+    tasks = list_workload_tasks(ecs, config, list(config.workloads), ["RUNNING", "STOPPED"])
+    if since_seconds is not None:
+        horizon = now().timestamp() - since_seconds
+        tasks = [t for t in tasks if _started_after(t, horizon)]
+    arns = sorted({str(t["containerInstanceArn"]) for t in tasks if t.get("containerInstanceArn")})
+    hosts: dict[str, Host] = {}
+    if arns:
+        instances = describe_container_instances(ecs, config.cluster, arns)
+        names = managed_instance_hostnames(ssm, (i.get("ec2InstanceId", "") for i in instances))
+        for instance in instances:
+            host = host_from_instance(instance, config.location_attribute, names)
+            hosts[host.container_instance_arn] = host
+    findings: list[AuditFinding] = []
+    for task in tasks:
+        name = workload_for_task(config, task)
+        if name is None:
+            continue
+        allowed = list(config.workloads[name].locations)
+        instance_arn = task.get("containerInstanceArn")
+        placed = hosts.get(str(instance_arn))
+        then = task_tag(task, HOST_LOCATION_TAG)
+        location_now = placed.location if placed else None
+        reason = judge(task.get("lastStatus"), allowed, then, location_now)
+        started = _started(task)
+        findings.append(
+            AuditFinding(
+                task_arn=str(task["taskArn"]),
+                workload=name,
+                allowed=allowed,
+                status=task.get("lastStatus"),
+                started_by=task.get("startedBy"),
+                host=placed.label if placed else None,
+                container_instance_arn=str(instance_arn) if instance_arn else None,
+                location_then=then,
+                location_now=location_now,
+                started_at=started.isoformat() if started else None,
+                verdict="violation" if reason else "compliant",
+                reason=reason,
+            )
+        )
+    return sorted(findings, key=lambda f: (f.verdict != "violation", f.started_at or ""))

@@ -1,0 +1,74 @@
+"""`audit`: prove that every task of a mapped workload ran where its data may be processed."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from residency_cli.cli import render
+from residency_cli.cli.state import OUTPUT_OPTION, OutputFormat, app_state
+
+if TYPE_CHECKING:
+    from residency_cli.audit import AuditFinding
+
+
+def render_findings(findings: list[AuditFinding]) -> None:
+    rows = [
+        [
+            f.task_id,
+            f.workload,
+            ", ".join(f.allowed),
+            f.host,
+            f.location_then,
+            f.location_now,
+            f.status,
+            f.verdict if f.reason is None else f"VIOLATION: {f.reason}",
+        ]
+        for f in findings
+    ]
+    render.table(
+        "Residency audit",
+        ["task", "workload", "allowed", "host", "then", "now", "status", "verdict"],
+        rows,
+    )
+    bad = sum(1 for f in findings if f.reason)
+    render.show(
+        f"{len(findings)} task(s) audited, [red]{bad} violation(s)[/red]"
+        if bad
+        else f"{len(findings)} task(s) audited, [green]no violation[/green]"
+    )
+
+
+def audit(
+    ctx: typer.Context,
+    since: str | None = typer.Option(
+        None, "--since", help="Only tasks started this recently (1h, 30m)."
+    ),
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """Was every task of a mapped workload on a host its workload allows? Exit 4 if not."""
+    from residency_cli.audit import audit as run_audit
+    from residency_cli.durations import parse_duration
+    from residency_cli.errors import UsageError, ViolationError
+
+    window: Any = None
+    if since is not None:
+        try:
+            window = parse_duration(since)
+        except ValueError as error:
+            raise UsageError(f"--since: {error}") from None
+    state = app_state(ctx)
+    config = state.config()
+    clients = state.clients()
+    findings = run_audit(clients.ecs, clients.ssm, config, since_seconds=window)
+    if output is OutputFormat.json:
+        render.emit_json(findings)
+    else:
+        render_findings(findings)
+    violations = [f for f in findings if f.reason]
+    if violations:
+        raise ViolationError(
+            f"{len(violations)} task(s) outside their allowed locations: "
+            + "; ".join(f"{f.task_id} ({f.workload}) {f.reason}" for f in violations)
+        )
