@@ -7,7 +7,8 @@ eventually consistent and (in moto) mixes clusters.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from residency_cli.aws import aws_errors, is_aws_error
@@ -127,26 +128,41 @@ def list_hosts(
     return sorted(hosts, key=lambda h: (h.location or "~", h.label))
 
 
-def _instance_ids_for_hostname(ssm: SSMClient | None, hostname: str) -> list[str]:
+def ssm_directory(ssm: SSMClient | None) -> list[dict[str, Any]]:
+    """Every managed instance SSM knows (InstanceId, ComputerName, IPAddress, PingStatus)."""
     if ssm is None:
         return []
-    wanted = hostname.lower()
-    matches: list[str] = []
-    with aws_errors(f"looking up host {hostname!r} in SSM"):
+    found: list[dict[str, Any]] = []
+    with aws_errors("listing managed instances in SSM"):
         for page in ssm.get_paginator("describe_instance_information").paginate():
-            for info in page.get("InstanceInformationList", []):
-                names = {str(info.get("ComputerName", "")).lower(), str(info.get("IPAddress", ""))}
-                if wanted in names and info.get("InstanceId"):
-                    matches.append(info["InstanceId"])
-    return matches
+            found.extend(page.get("InstanceInformationList", []))  # type: ignore[arg-type]
+    return found
 
 
-def resolve_host(ecs: ECSClient, ssm: SSMClient | None, config: Config, reference: str) -> Host:
-    """A container instance from its ARN or id, its mi-/i- instance id, or its hostname."""
+def _ids_for_hostname(directory: Sequence[dict[str, Any]], hostname: str) -> set[str]:
+    wanted = hostname.lower()
+    return {
+        str(info["InstanceId"])
+        for info in directory
+        if info.get("InstanceId")
+        and wanted in (str(info.get("ComputerName", "")).lower(), str(info.get("IPAddress", "")))
+    }
+
+
+def match_host(
+    instances: Sequence[dict[str, Any]],
+    reference: str,
+    directory: Callable[[], Sequence[dict[str, Any]]],
+    cluster: str,
+) -> tuple[dict[str, Any], str | None]:
+    """The described container instance `reference` names, and the hostname it was named by.
+
+    `directory` is called (once) only when the reference is a hostname.
+    """
     reference = reference.strip()
     if not reference:
         raise UsageError("HOST is empty: give a hostname, mi-/i- id or container-instance id/ARN")
-    instances = describe_container_instances(ecs, config.cluster)
+    hostname = None
     if reference.startswith("arn:") or _CONTAINER_INSTANCE_ID.fullmatch(reference):
         found = [
             i
@@ -159,7 +175,7 @@ def resolve_host(ecs: ECSClient, ssm: SSMClient | None, config: Config, referenc
         found = [i for i in instances if i.get("ec2InstanceId") == reference]
         how = "instance id"
     else:
-        ids = set(_instance_ids_for_hostname(ssm, reference))
+        ids = _ids_for_hostname(directory(), reference)
         if not ids:
             raise UsageError(
                 f"no managed instance has hostname {reference!r}",
@@ -167,9 +183,10 @@ def resolve_host(ecs: ECSClient, ssm: SSMClient | None, config: Config, referenc
             )
         found = [i for i in instances if i.get("ec2InstanceId") in ids]
         how = f"hostname (instance {', '.join(sorted(ids))})"
+        hostname = reference
     if not found:
         raise UsageError(
-            f"{how} {reference!r} is not a container instance of cluster {config.cluster!r}",
+            f"{how} {reference!r} is not a container instance of cluster {cluster!r}",
             hint="see `residency hosts`; is the ECS agent registered?",
         )
     if len(found) > 1:
@@ -177,10 +194,17 @@ def resolve_host(ecs: ECSClient, ssm: SSMClient | None, config: Config, referenc
         raise UsageError(
             f"{reference!r} matches several container instances ({choices}); pass one id"
         )
-    hostnames = managed_instance_hostnames(ssm, [found[0].get("ec2InstanceId", "")])
-    host = host_from_instance(found[0], config.location_attribute, hostnames)
-    if host.hostname is None and how.startswith("hostname"):
-        host = Host(**{**host.__dict__, "hostname": reference})
+    return found[0], hostname
+
+
+def resolve_host(ecs: ECSClient, ssm: SSMClient | None, config: Config, reference: str) -> Host:
+    """A container instance from its ARN or id, its mi-/i- instance id, or its hostname."""
+    instances = describe_container_instances(ecs, config.cluster)
+    instance, named = match_host(instances, reference, lambda: ssm_directory(ssm), config.cluster)
+    hostnames = managed_instance_hostnames(ssm, [instance.get("ec2InstanceId", "")])
+    host = host_from_instance(instance, config.location_attribute, hostnames)
+    if host.hostname is None and named is not None:
+        host = Host(**{**host.__dict__, "hostname": named})
     return host
 
 
@@ -281,3 +305,144 @@ def unregister_host(
     return LabelChange(
         host, config.location_attribute, host.location, None, "remove", dry_run, request
     )
+
+
+@dataclass(frozen=True)
+class SyncStep:
+    """One relabel of `hosts sync`: add, change or remove a host's location."""
+
+    host: Host
+    action: str  # "add" | "change" | "remove"
+    previous: str | None
+    location: str | None
+    declared_as: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "host": self.host.label,
+            "container_instance_arn": self.host.container_instance_arn,
+            "declared_as": self.declared_as,
+            "previous_location": self.previous,
+            "location": self.location,
+        }
+
+
+@dataclass(frozen=True)
+class SyncPlan:
+    steps: list[SyncStep]
+    unchanged: list[str]
+    dry_run: bool
+    applied: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "applied": self.applied,
+            "steps": [s.to_json() for s in self.steps],
+            "unchanged": self.unchanged,
+        }
+
+
+def plan_sync(ecs: ECSClient, ssm: SSMClient | None, config: Config) -> SyncPlan:
+    """What it takes for the cluster's labels to match the map's `hosts:` section.
+
+    Declared hosts get their location; labelled hosts the map does not declare lose theirs.
+    Every declared host must exist, or nothing is planned (a typo must not strip a label).
+    """
+    instances = describe_container_instances(ecs, config.cluster)
+    directory: list[dict[str, Any]] | None = None
+
+    def lookup() -> list[dict[str, Any]]:
+        nonlocal directory
+        if directory is None:
+            directory = ssm_directory(ssm)
+        return directory
+
+    names = managed_instance_hostnames(ssm, (i.get("ec2InstanceId", "") for i in instances))
+    wanted: dict[str, tuple[str, str]] = {}  # container instance ARN -> (location, declared as)
+    for reference, location in config.hosts.items():
+        instance, _ = match_host(instances, reference, lookup, config.cluster)
+        arn = str(instance["containerInstanceArn"])
+        if arn in wanted and wanted[arn][0] != location:
+            raise UsageError(
+                f"hosts: {wanted[arn][1]!r} and {reference!r} are the same host "
+                f"with different locations ({wanted[arn][0]}, {location})"
+            )
+        wanted[arn] = (location, reference)
+    steps: list[SyncStep] = []
+    unchanged: list[str] = []
+    for instance in instances:
+        host = host_from_instance(instance, config.location_attribute, names)
+        target, declared = wanted.get(host.container_instance_arn, (None, None))
+        if host.location == target:
+            if target is not None:
+                unchanged.append(host.label)
+            continue
+        action = "remove" if target is None else "add" if host.location is None else "change"
+        steps.append(SyncStep(host, action, host.location, target, declared))
+    return SyncPlan(steps, unchanged, dry_run=True, applied=False)
+
+
+def _sync_refusals(
+    ecs: ECSClient, config: Config, plan: SyncPlan, hosts: Sequence[Host], force: bool
+) -> list[str]:
+    problems: list[str] = []
+    for step in plan.steps:
+        if step.previous is None:
+            continue
+        blocking = {
+            name: ids
+            for name, ids in running_workloads(ecs, config, step.host).items()
+            if step.location not in config.workloads[name].locations
+        }
+        for name, ids in sorted(blocking.items()):
+            problems.append(
+                f"{step.host.label} runs {name} (tasks {', '.join(ids)}), "
+                f"which may not run in {step.location or 'no location'}"
+            )
+    if force:
+        return problems
+    after = {h.container_instance_arn: h.location for h in hosts}
+    for step in plan.steps:
+        after[step.host.container_instance_arn] = step.location
+    for location in config.locations:
+        before = sum(1 for h in hosts if h.location == location)
+        remaining = sum(1 for value in after.values() if value == location)
+        users = [n for n, w in config.workloads.items() if location in w.locations]
+        if before and not remaining and users:
+            problems.append(
+                f"the sync strips the last host of {location}, which {', '.join(users)} "
+                "still need; pass --force to do it anyway"
+            )
+    return problems
+
+
+def sync_hosts(
+    ecs: ECSClient,
+    ssm: SSMClient | None,
+    config: Config,
+    *,
+    dry_run: bool = False,
+    force: bool = False,
+) -> SyncPlan:
+    """Plan, check, and (unless dry_run) apply the map's `hosts:` section; all or nothing
+    is checked before the first change."""
+    plan = plan_sync(ecs, ssm, config)
+    hosts = [
+        host_from_instance(i, config.location_attribute)
+        for i in describe_container_instances(ecs, config.cluster)
+    ]
+    problems = _sync_refusals(ecs, config, plan, hosts, force)
+    if problems:
+        raise RefusedError("refusing to sync hosts: " + "; ".join(problems))
+    if dry_run or not plan.steps:
+        return SyncPlan(plan.steps, plan.unchanged, dry_run=dry_run, applied=False)
+    with aws_errors("relabelling hosts"):
+        for step in plan.steps:
+            request = _attribute_request(config, step.host, step.location or step.previous)
+            if step.location is None:
+                ecs.delete_attributes(**request)
+            else:
+                ecs.put_attributes(**request)
+    return SyncPlan(plan.steps, plan.unchanged, dry_run=False, applied=True)

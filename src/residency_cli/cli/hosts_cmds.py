@@ -132,3 +132,34 @@ def unregister_host(
     clients = state.clients()
     change = unregister(clients.ecs, clients.ssm, state.config(), host, dry_run=dry_run)
     render_change(change, output)
+
+
+@hosts_app.command("sync")
+def sync(
+    ctx: typer.Context,
+    dry_run: bool = DRY_RUN_OPTION,
+    force: bool = typer.Option(
+        False, "--force", help="Strip the last host of a location its workloads still need."
+    ),
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """Make the cluster's labels match the map's hosts: section (plan first)."""
+    from residency_cli.hosts import sync_hosts
+
+    state = app_state(ctx)
+    config = state.config()
+    clients = state.clients()
+    plan = sync_hosts(clients.ecs, clients.ssm, config, dry_run=dry_run, force=force)
+    if output is OutputFormat.json:
+        render.emit_json(plan)
+        return
+    rows = [[s.action, s.host.label, s.previous, s.location, s.declared_as] for s in plan.steps]
+    render.table("Plan", ["action", "host", "from", "to", "declared as"], rows)
+    if plan.unchanged:
+        render.show(f"already right: {', '.join(plan.unchanged)}", markup=False)
+    if not plan.steps:
+        render.show("the cluster's labels already match the map", markup=False)
+    elif plan.dry_run:
+        render.show(f"dry run: {len(plan.steps)} change(s) planned, nothing changed", markup=False)
+    else:
+        render.show(f"applied {len(plan.steps)} change(s)", markup=False)

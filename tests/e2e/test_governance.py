@@ -1,0 +1,144 @@
+"""`hosts sync` and `audit` end to end on the sandbox."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from residency_cli.audit import audit
+from residency_cli.cli.app import main
+from residency_cli.config import parse_config
+from residency_cli.dispatch import RunOptions
+from residency_cli.errors import RefusedError, UsageError
+from residency_cli.hosts import sync_hosts
+from tests.e2e.conftest import World
+
+
+def _locations(world: World) -> dict[str, str | None]:
+    from residency_cli.hosts import list_hosts
+
+    clients = world.sandbox.clients()
+    return {
+        h.hostname or "": h.location for h in list_hosts(clients.ecs, clients.ssm, world.config)
+    }
+
+
+def _unlabel_all(world: World) -> None:
+    for hostname in ("bonus.host", "tax.host"):
+        world.sandbox.label(hostname, None)
+
+
+def test_sync_plans_then_applies_the_declared_labels(world: World) -> None:
+    _unlabel_all(world)
+    clients = world.sandbox.clients()
+    plan = sync_hosts(clients.ecs, clients.ssm, world.config, dry_run=True)
+    assert sorted((s.action, s.host.hostname, s.location) for s in plan.steps) == [
+        ("add", "bonus.host", "newyork"),
+        ("add", "tax.host", "frankfurt"),
+    ]
+    assert _locations(world) == {"bonus.host": None, "tax.host": None}
+    applied = sync_hosts(clients.ecs, clients.ssm, world.config)
+    assert applied.applied
+    assert _locations(world) == {"bonus.host": "newyork", "tax.host": "frankfurt"}
+    again = sync_hosts(clients.ecs, clients.ssm, world.config)
+    assert again.steps == [] and sorted(again.unchanged) == ["bonus.host", "tax.host"]
+
+
+def test_sync_refuses_to_strip_the_last_host_of_a_used_location(
+    world: World, tmp_path: Path
+) -> None:
+    text = world.map_path.read_text(encoding="utf-8").replace("  tax.host: frankfurt\n", "")
+    config = parse_config(text, "partial.yaml")
+    clients = world.sandbox.clients()
+    with pytest.raises(RefusedError, match="last host of frankfurt"):
+        sync_hosts(clients.ecs, clients.ssm, config)
+    assert _locations(world)["tax.host"] == "frankfurt"
+    forced = sync_hosts(clients.ecs, clients.ssm, config, force=True)
+    assert [(s.action, s.host.hostname) for s in forced.steps] == [("remove", "tax.host")]
+    assert _locations(world)["tax.host"] is None
+
+
+def test_sync_with_an_unknown_declared_host_changes_nothing(world: World) -> None:
+    _unlabel_all(world)
+    text = world.map_path.read_text(encoding="utf-8").replace(
+        "tax.host: frankfurt", "tax.hots: frankfurt"
+    )
+    config = parse_config(text, "typo.yaml")
+    clients = world.sandbox.clients()
+    with pytest.raises(UsageError, match="tax.hots"):
+        sync_hosts(clients.ecs, clients.ssm, config)
+    assert _locations(world) == {"bonus.host": None, "tax.host": None}
+
+
+def test_sync_never_moves_a_host_under_a_running_task(world: World) -> None:
+    world.dispatcher().run("slow", RunOptions(run_id="busy"), wait=False)
+    text = world.map_path.read_text(encoding="utf-8").replace(
+        "bonus.host: newyork", "bonus.host: frankfurt"
+    )
+    config = parse_config(text, "moved.yaml")
+    clients = world.sandbox.clients()
+    with pytest.raises(RefusedError, match="runs slow"):
+        sync_hosts(clients.ecs, clients.ssm, config, force=True)
+    assert _locations(world)["bonus.host"] == "newyork"
+
+
+def test_audit_is_clean_after_residency_runs(world: World) -> None:
+    world.dispatcher().run("hello", RunOptions(run_id="clean"))
+    clients = world.sandbox.clients()
+    (finding,) = audit(clients.ecs, clients.ssm, world.config)
+    assert (finding.verdict, finding.location_then, finding.location_now) == (
+        "compliant",
+        "newyork",
+        "newyork",
+    )
+
+
+def test_audit_finds_a_task_started_around_residency(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    arn = world.sandbox.start_task_on("tax.host", world.sandbox.task_definitions["test-slow"])
+    world.sandbox.use(monkeypatch)
+    code = main(["--sandbox", "-c", str(world.map_path), "audit", "-o", "json"])
+    captured = capsys.readouterr()
+    assert code == 4
+    (finding,) = json.loads(captured.out)
+    assert finding["task_arn"] == arn and finding["verdict"] == "violation"
+    assert finding["location_then"] is None and finding["location_now"] == "frankfurt"
+    assert "1 task(s) outside" in captured.err
+
+
+def test_audit_finds_a_host_relabelled_under_a_running_task(world: World) -> None:
+    result = world.dispatcher().run("slow", RunOptions(run_id="relabel"), wait=False)
+    world.sandbox.label("bonus.host", "frankfurt")
+    clients = world.sandbox.clients()
+    (finding,) = audit(clients.ecs, clients.ssm, world.config)
+    assert finding.task_arn == result.primary.task_arn
+    assert (finding.location_then, finding.location_now) == ("newyork", "frankfurt")
+    assert finding.reason == "runs on a host now in frankfurt, outside newyork"
+
+
+def test_audit_since_filters_old_tasks(world: World) -> None:
+    world.dispatcher().run("hello", RunOptions(run_id="old"))
+    clients = world.sandbox.clients()
+    from datetime import datetime, timedelta, timezone
+
+    later = datetime.now(timezone.utc) + timedelta(hours=2)
+    assert (
+        audit(clients.ecs, clients.ssm, world.config, since_seconds=3600, now=lambda: later) == []
+    )
+    assert len(audit(clients.ecs, clients.ssm, world.config, since_seconds=3600)) == 1
+
+
+def test_hosts_sync_cli_dry_run(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _unlabel_all(world)
+    world.sandbox.use(monkeypatch)
+    assert main(["--sandbox", "-c", str(world.map_path), "hosts", "sync", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "dry run: 2 change(s) planned, nothing changed" in out
+    assert main(["--sandbox", "-c", str(world.map_path), "hosts", "sync", "-o", "json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["applied"] is True and len(plan["steps"]) == 2
