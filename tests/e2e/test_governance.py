@@ -67,7 +67,7 @@ def test_sync_with_an_unknown_declared_host_changes_nothing(world: World) -> Non
     )
     config = parse_config(text, "typo.yaml")
     clients = world.sandbox.clients()
-    with pytest.raises(UsageError, match="tax.hots"):
+    with pytest.raises(UsageError, match=r"tax\.hots"):
         sync_hosts(clients.ecs, clients.ssm, config)
     assert _locations(world) == {"bonus.host": None, "tax.host": None}
 
