@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 # Throttling on ECS and CloudWatch Logs is common in busy accounts; adaptive mode backs off
 # client-side too. https://boto3.amazonaws.com/v1/documentation/api/latest/guide/retries.html
-RETRY_CONFIG: dict[str, Any] = {"mode": "adaptive", "max_attempts": 8}
+# `total_max_attempts` counts the first try too (botocore's `max_attempts` counts retries).
+RETRY_CONFIG: dict[str, Any] = {"mode": "adaptive", "total_max_attempts": 6}
 CONNECT_TIMEOUT_SECONDS = 5
 READ_TIMEOUT_SECONDS = 30
 

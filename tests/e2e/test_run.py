@@ -183,7 +183,7 @@ def test_cli_run_text_shows_logs_and_where(
     code = main(["--sandbox", "-c", str(world.map_path), "run", "hello"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert "main | hello" in captured.out and "main | world" in captured.out
+    assert "  main  hello" in captured.out and "  main  world" in captured.out
     assert captured.out.index("hello") < captured.out.index("world")
     assert "succeeded hello on bonus.host (newyork), exit code 0" in captured.out
     assert "→ STOPPED" in captured.err and captured.err.count("placed on bonus.host") == 1

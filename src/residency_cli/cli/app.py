@@ -11,6 +11,7 @@ import typer
 
 from residency_cli import __version__
 from residency_cli.cli import (
+    activate_cmds,
     audit_cmds,
     config_cmds,
     demo_cmds,
@@ -92,6 +93,7 @@ app.command("attach")(dispatch_cmds.attach)
 app.command("tasks")(dispatch_cmds.tasks)
 app.command("logs")(logs_cmds.logs)
 app.command("audit")(audit_cmds.audit)
+app.command("activate")(activate_cmds.activate)
 app.add_typer(sandbox_cmds.sandbox_app, name="sandbox")
 app.command("demo")(demo_cmds.demo)
 

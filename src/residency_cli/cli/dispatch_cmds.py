@@ -97,10 +97,12 @@ class ConsoleObserver:
         self.output = output
         self.follow = follow
         self.err = render.stderr()
-        self.out = render.stdout() if output is OutputFormat.text else self.err
         self.live: Status | None = None
-        if self.err.is_terminal and self.out.is_terminal:
-            self.out = self.err
+        # Text mode: the job's output on stdout; JSON mode: stdout holds the one document.
+        self.printer = render.LogPrinter(
+            json_lines=False, show_container=True, to_stderr=output is OutputFormat.json
+        )
+        if self.err.is_terminal and render.stdout().is_terminal:
             self.live = self.err.status("dispatching…")
             self.live.start()
 
@@ -122,10 +124,12 @@ class ConsoleObserver:
         self.err.print(f"task {self._short(task_arn)} placed on {where} in {location}: {verdict}")
 
     def log(self, event: LogEvent) -> None:
-        from residency_cli.logs import format_timestamp
-
-        stamp = format_timestamp(event.timestamp)
-        self.out.print(f"{stamp} {event.container} | {event.message}", markup=False, soft_wrap=True)
+        if self.live is not None:
+            # Through the live console, so the spinner line is redrawn below the log line.
+            line = self.printer.line(event)
+            self.err.print(line, markup=False, highlight=False, emoji=False, soft_wrap=True)
+        else:
+            self.printer(event)
 
     def close(self) -> None:
         if self.live is not None:

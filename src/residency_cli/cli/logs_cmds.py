@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import sys
 import time
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -12,55 +11,11 @@ from residency_cli.cli import render
 from residency_cli.cli.state import OUTPUT_OPTION, OutputFormat, app_state
 
 if TYPE_CHECKING:
-    from residency_cli.logs import LogEvent, LogStream
+    from residency_cli.logs import LogStream
 
 TASK_ARGUMENT: Any = typer.Argument(
     ..., help="Task id or ARN in the map's cluster.", show_default=False, metavar="TASK"
 )
-
-_DIM = "\x1b[2m"
-_CYAN = "\x1b[36m"
-_RESET = "\x1b[0m"
-
-
-def format_event(event: LogEvent, *, show_container: bool, colour: bool = False) -> str:
-    """One text line: `2024-05-01T12:00:00.123Z  [container  ]message` (no newline)."""
-    stamp = event.iso_timestamp
-    message = event.message.rstrip("\r\n")
-    if colour:
-        stamp = f"{_DIM}{stamp}{_RESET}"
-    if not show_container:
-        return f"{stamp}  {message}"
-    container = f"{_CYAN}{event.container}{_RESET}" if colour else event.container
-    return f"{stamp}  {container}  {message}"
-
-
-class LogPrinter:
-    """Prints events as they come: text lines (timestamp column, container column when the
-    task has several) or JSON Lines.
-
-    Log output is plain text written as is: rich's per-line rendering costs ~90 us a line
-    (9 s for 100,000 lines), wraps at the terminal width and turns `:smile:` into emoji.
-    Colour follows render's console (a TTY and no NO_COLOR).
-    TODO(render owner): this belongs in cli/render.py as `render.log_line()`.
-    """
-
-    def __init__(self, output: OutputFormat, streams: list[LogStream]) -> None:
-        self.json = output is OutputFormat.json
-        self.show_container = len({s.container for s in streams}) > 1
-        console = render.stdout()
-        self.colour = bool(console.is_terminal and not console.no_color and console.color_system)
-        self.file: TextIO = sys.stdout
-        self.count = 0
-
-    def __call__(self, event: LogEvent) -> None:
-        self.count += 1
-        if self.json:
-            render.emit_json_line(event)
-            return
-        line = format_event(event, show_container=self.show_container, colour=self.colour)
-        self.file.write(line + "\n")
-        self.file.flush()
 
 
 def _since_ms(since: str | None) -> int | None:
@@ -106,7 +61,10 @@ def logs(
     clients = state.clients()
     found, streams = task_streams(clients.ecs, config.cluster, task)
     logs_client = logs_client_for(clients, streams)
-    printer = LogPrinter(output, streams)
+    printer = render.LogPrinter(
+        json_lines=output is OutputFormat.json,
+        show_container=len({s.container for s in streams}) > 1,
+    )
     if follow:
         result = follow_task(
             clients.ecs,

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from residency_cli.logs import LogEvent
+
 PIPE_WIDTH = 200
 
 
@@ -82,3 +84,49 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any
 
 def yes_no(value: bool) -> str:
     return "yes" if value else "no"
+
+
+_DIM = "\x1b[2m"
+_CYAN = "\x1b[36m"
+_RESET = "\x1b[0m"
+
+
+def format_event(event: LogEvent, *, show_container: bool, colour: bool = False) -> str:
+    """One text line: `2024-05-01T12:00:00.123Z  [container  ]message` (no newline)."""
+    stamp = event.iso_timestamp
+    message = event.message.rstrip("\r\n")
+    if colour:
+        stamp = f"{_DIM}{stamp}{_RESET}"
+    if not show_container:
+        return f"{stamp}  {message}"
+    container = f"{_CYAN}{event.container}{_RESET}" if colour else event.container
+    return f"{stamp}  {container}  {message}"
+
+
+class LogPrinter:
+    """Prints log events as they come: text lines (timestamp column, container column when
+    the task has several) or JSON Lines.
+
+    Log output is written as is, not through rich: rich's per-line rendering costs ~90 us a
+    line (9 s for 100,000 lines), wraps at the terminal width and turns `:smile:` into emoji.
+    Colour follows the console's rules (a TTY and no NO_COLOR).
+    """
+
+    def __init__(self, *, json_lines: bool, show_container: bool, to_stderr: bool = False) -> None:
+        self.json_lines = json_lines
+        self.show_container = show_container
+        console = stderr() if to_stderr else stdout()
+        self.colour = bool(console.is_terminal and not console.no_color and console.color_system)
+        self.file = sys.stderr if to_stderr else sys.stdout
+        self.count = 0
+
+    def line(self, event: LogEvent) -> str:
+        return format_event(event, show_container=self.show_container, colour=self.colour)
+
+    def __call__(self, event: LogEvent) -> None:
+        self.count += 1
+        if self.json_lines:
+            emit_json_line(event)
+            return
+        self.file.write(self.line(event) + "\n")
+        self.file.flush()

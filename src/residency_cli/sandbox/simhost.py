@@ -355,8 +355,10 @@ class TaskRuntime:
                 message = raw.decode("utf-8", errors="replace").rstrip("\r\n")
                 if not message or plan.log_group is None:
                     continue  # CloudWatch Logs refuses empty messages; so does awslogs
-                event = {"timestamp": int(time.time() * 1000), "message": message}
                 with self.world.lock, contextlib.suppress(Exception):
+                    # Stamped under the lock: stdout and stderr pumps must append in timestamp
+                    # order, or forward tokens (positions in the sorted list) skip an event.
+                    event = {"timestamp": int(time.time() * 1000), "message": message}
                     assert plan.log_region and plan.log_stream
                     backend = _logs_backend(plan.log_region)
                     backend.put_log_events(plan.log_group, plan.log_stream, [event])

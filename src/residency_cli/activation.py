@@ -1,0 +1,121 @@
+"""Onboard an on-prem host already labelled: an SSM activation plus the exact commands.
+
+ECS Anywhere registers a host with the install script and an SSM activation; the agent reads
+custom attributes from ECS_INSTANCE_ATTRIBUTES in /etc/ecs/ecs.config at registration, so a
+host that joins this way carries its location from its first second in the cluster.
+https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs-anywhere-registration.html
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from residency_cli.aws import aws_errors
+from residency_cli.config import LOCATION_TAG, Config
+from residency_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from mypy_boto3_ssm import SSMClient
+
+INSTALLER_URL = "https://amazon-ecs-agent.s3.amazonaws.com/ecs-anywhere-install-latest.sh"
+DEFAULT_ROLE = "ecsAnywhereRole"
+MAX_REGISTRATIONS = 1000
+MAX_EXPIRY_SECONDS = 30 * 86400  # SSM allows at most 30 days
+
+
+@dataclass(frozen=True)
+class Activation:
+    activation_id: str
+    activation_code: str
+    location: str
+    cluster: str
+    region: str
+    role: str
+    registration_limit: int
+    expires_at: str
+    commands: list[str]
+    sandbox_command: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def attributes_json(config: Config, location: str) -> str:
+    return json.dumps({config.location_attribute: location}, separators=(",", ":"))
+
+
+def install_commands(
+    config: Config, location: str, region: str, activation_id: str, code: str
+) -> list[str]:
+    """What to run on the new host, as root-capable user, in order."""
+    line = f"ECS_INSTANCE_ATTRIBUTES={attributes_json(config, location)}"
+    installer = [
+        "sudo", "bash", "/tmp/ecs-anywhere-install.sh",
+        "--region", region,
+        "--cluster", config.cluster.rsplit("/", 1)[-1],
+        "--activation-id", activation_id,
+        "--activation-code", code,
+    ]  # fmt: skip
+    return [
+        f'curl --proto "=https" -fsSL -o /tmp/ecs-anywhere-install.sh {shlex.quote(INSTALLER_URL)}',
+        "sudo mkdir -p /etc/ecs",
+        f"echo {shlex.quote(line)} | sudo tee -a /etc/ecs/ecs.config",
+        " ".join(shlex.quote(word) for word in installer),
+    ]
+
+
+def create_activation(
+    ssm: SSMClient,
+    config: Config,
+    location: str,
+    *,
+    region: str,
+    count: int = 1,
+    expires_seconds: float = 86400,
+    role: str = DEFAULT_ROLE,
+    now: datetime | None = None,
+    sandbox: bool = False,
+) -> Activation:
+    """Create the SSM activation (in the control-plane region) and the commands to use it."""
+    config.require_location(location)
+    if not 1 <= count <= MAX_REGISTRATIONS:
+        raise UsageError(f"--count must be between 1 and {MAX_REGISTRATIONS}, got {count}")
+    if expires_seconds > MAX_EXPIRY_SECONDS:
+        raise UsageError("--expires must be at most 30d (SSM's limit)")
+    expires = (now or datetime.now(timezone.utc)) + timedelta(seconds=expires_seconds)
+    with aws_errors(f"creating an SSM activation for {location}"):
+        created = ssm.create_activation(
+            Description=f"residency: hosts of {location} for cluster {config.cluster}",
+            DefaultInstanceName=f"{location}-host",
+            IamRole=role,
+            RegistrationLimit=count,
+            ExpirationDate=expires,
+            Tags=[{"Key": LOCATION_TAG, "Value": location}],
+        )
+    activation_id = created["ActivationId"]
+    code = created["ActivationCode"]
+    join = None
+    if sandbox:
+        words = [
+            "residency", "sandbox", "join", "HOSTNAME",
+            "--activation-id", activation_id,
+            "--activation-code", code,
+            "--attributes", attributes_json(config, location),
+        ]  # fmt: skip
+        join = " ".join(shlex.quote(word) for word in words)
+    return Activation(
+        activation_id=activation_id,
+        activation_code=code,
+        location=location,
+        cluster=config.cluster,
+        region=region,
+        role=role,
+        registration_limit=count,
+        expires_at=expires.isoformat().replace("+00:00", "Z"),
+        commands=install_commands(config, location, region, activation_id, code),
+        sandbox_command=join,
+    )

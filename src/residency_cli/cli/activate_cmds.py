@@ -1,0 +1,57 @@
+"""`activate`: onboard new on-prem hosts of a location, labelled before they join."""
+
+from __future__ import annotations
+
+import typer
+
+from residency_cli.cli import render
+from residency_cli.cli.state import OUTPUT_OPTION, OutputFormat, app_state
+
+
+def activate(
+    ctx: typer.Context,
+    location: str = typer.Option(..., "--location", "-l", help="A location declared in the map."),
+    count: int = typer.Option(1, "--count", help="How many hosts may register (1-1000)."),
+    expires: str = typer.Option("24h", "--expires", help="Valid for this long (at most 30d)."),
+    role: str = typer.Option(
+        "ecsAnywhereRole", "--role", help="IAM role the hosts' SSM agent assumes."
+    ),
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """Create an SSM activation and print the commands that join a host, already labelled."""
+    from residency_cli.activation import create_activation
+    from residency_cli.durations import parse_duration
+    from residency_cli.errors import UsageError
+
+    state = app_state(ctx)
+    config = state.config()
+    config.require_location(location)
+    try:
+        seconds = parse_duration(expires)
+    except ValueError as error:
+        raise UsageError(f"--expires: {error}") from None
+    clients = state.clients()
+    activation = create_activation(
+        clients.ssm,
+        config,
+        location,
+        region=clients.region,
+        count=count,
+        expires_seconds=seconds,
+        role=role,
+        sandbox=state.sandbox,
+    )
+    if output is OutputFormat.json:
+        render.emit_json(activation)
+        return
+    render.show(
+        f"activation {activation.activation_id} for {activation.registration_limit} host(s) "
+        f"of {location}, valid until {activation.expires_at}",
+        markup=False,
+    )
+    render.note("on each new host, run:")
+    for command in activation.commands:
+        render.raw(command)
+    if activation.sandbox_command:
+        render.note("on the sandbox, a simulated host joins with:")
+        render.raw(activation.sandbox_command)
