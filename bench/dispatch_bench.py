@@ -57,10 +57,18 @@ def main() -> None:
         server = start_server(Path(workdir))
         try:
             sandbox = SandboxFixture(server).reset(label_hosts=True)
-            sandbox.register_task_definition("bench-sleep", ["sleep", "3"])
+            # 3 s, plus a different fraction of the poll interval each run: a task that always
+            # ran exactly 3 s would stop in phase with 1 s polling and flatter the median.
+            for index in range(args.runs):
+                duration = f"{3 + index / args.runs:.2f}"
+                sandbox.register_task_definition(f"bench-sleep-{index}", ["sleep", duration])
             sandbox.register_task_definition("bench-small", ["sleep", "2"], cpu=64, memory=32)
             text = sandbox.config_path.read_text(encoding="utf-8") + (
-                "  sleep3:\n    task_definition: bench-sleep\n    location: newyork\n"
+                "".join(
+                    f"  sleep{i}:\n    task_definition: bench-sleep-{i}\n    location: newyork\n"
+                    for i in range(args.runs)
+                )
+                + ""
                 "  small:\n    task_definition: bench-small\n    location: newyork\n"
             )
             config = parse_config(text, "bench.yaml")
@@ -80,13 +88,15 @@ def main() -> None:
                 )
                 sandbox.reset_calls()
                 began = time.time()
-                result = dispatcher.run("sleep3", RunOptions(run_id=f"bench-{index}"), follow=False)
+                result = dispatcher.run(
+                    f"sleep{index}", RunOptions(run_id=f"bench-{index}"), follow=False
+                )
                 elapsed = time.time() - began
                 arn = result.primary.task_arn
                 assert arn and watch.stopped_seen is not None
                 latencies.append(watch.stopped_seen - _stopped_at(sandbox, arn))
                 rates.append(sandbox.calls("DescribeTasks") / elapsed)
-            print(f"residency run: {args.runs} runs of a 3 s task")
+            print(f"residency run: {args.runs} runs of a task of 3 to 4 s")
             print(
                 f"  notice STOPPED after stoppedAt: median {statistics.median(latencies):.2f} s, "
                 f"max {max(latencies):.2f} s"
@@ -97,10 +107,10 @@ def main() -> None:
                 cli_latencies = []
                 ecs = sandbox.client("ecs")
                 env = {**os.environ, **sandbox.env()}
-                for _ in range(args.runs):
+                for index in range(args.runs):
                     arn = ecs.run_task(
                         cluster=config.cluster,
-                        taskDefinition="bench-sleep",
+                        taskDefinition=f"bench-sleep-{index}",
                         launchType="EXTERNAL",
                         placementConstraints=[
                             {"type": "memberOf", "expression": "attribute:location == newyork"}

@@ -128,7 +128,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--memory-rows", type=int, default=10_000_000)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "etl-bench.md")
+    parser.add_argument("--output", type=Path, default=ROOT / ".bench" / "etl-bench.md")
     parser.add_argument(
         "--etl-python",
         default=sys.executable,

@@ -4,7 +4,7 @@
 #                   ruby -c + vagrant validate --ignore-provider on the Vagrantfile
 #   etl-image-test  the Dockerfile's CMD run as the image would run it, from a fresh venv
 #                   built from docker/requirements.txt alone (cached in .venv-etl/)
-#   bench-etl       bench/etl_bench.py -> docs/etl-bench.md (jobs in .venv-etl, pandas in
+#   bench-etl       bench/etl_bench.py -> .bench/etl-bench.md (recorded in BENCHMARKS.md) (jobs in .venv-etl, pandas in
 #                   .bench/venv only)
 
 ETL_VENV := .venv-etl
@@ -47,4 +47,4 @@ $(ETL_BENCH_VENV)/.installed: mk/etl.mk
 bench-etl: $(ETL_BENCH_VENV)/.installed $(ETL_VENV)/.installed
 	$(ETL_BENCH_VENV)/bin/python bench/etl_bench.py --rows $(ETL_BENCH_ROWS) \
 	  --memory-rows $(ETL_BENCH_MEMORY_ROWS) --etl-python $(ETL_VENV)/bin/python \
-	  --output docs/etl-bench.md
+	  --output .bench/etl-bench.md
