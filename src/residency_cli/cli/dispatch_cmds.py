@@ -259,11 +259,11 @@ def run(
     if dry_run:
         _dry_run(state, workload, options, output)
         return
-    dispatcher, observer = _dispatcher(state, output, follow)
     if output is OutputFormat.text:
         render.note(
             f"run id {options.run_id} (retry with --run-id {options.run_id}: never a second task)"
         )
+    dispatcher, observer = _dispatcher(state, output, follow)
     try:
         result = dispatcher.run(workload, options, wait=wait, follow=follow, timeout=limit)
     finally:

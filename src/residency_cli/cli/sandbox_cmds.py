@@ -1,8 +1,10 @@
-"""`residency sandbox up|down|status|env`: the local stand-in for AWS (CONTRACT.md section 5).
+"""`residency sandbox up|down|status|env|join`: the local stand-in for AWS (CONTRACT.md
+section 5).
 
 Exit codes: `up` 0 started, 2 already running / port in use / bad map; `status` 0 running,
 3 not running (like `systemctl status`); `env` 7 when no sandbox runs (as `--sandbox`);
-`down` 0 whether or not one was running.
+`down` 0 whether or not one was running; `join` 0 joined, 2 refused (bad or used-up
+activation, hostname taken, bad attributes), 7 when no sandbox runs.
 """
 
 from __future__ import annotations
@@ -113,3 +115,51 @@ def env(output: OutputFormat = OUTPUT_OPTION) -> None:
         return
     for line in export_lines(variables):
         render.raw(line)
+
+
+@sandbox_app.command("join")
+def join(
+    hostname: str = typer.Argument(..., help="The new host's name (its SSM ComputerName)."),
+    activation_id: str = typer.Option(
+        ..., "--activation-id", help="ActivationId from `residency activate`."
+    ),
+    activation_code: str = typer.Option(
+        ..., "--activation-code", help="ActivationCode from `residency activate`."
+    ),
+    attributes: str | None = typer.Option(
+        None,
+        "--attributes",
+        help='ECS_INSTANCE_ATTRIBUTES as JSON, e.g. \'{"location":"newyork"}\'.',
+    ),
+    region: str | None = typer.Option(
+        None, "--region", help="Region of the activation (default: the sandbox's)."
+    ),
+    cluster: str | None = typer.Option(
+        None, "--cluster", help="Cluster to join (default: the sandbox's map's cluster)."
+    ),
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """A new simulated host joins the sandbox with an SSM activation, already labelled (what
+    the ECS Anywhere install script does on a real host). Exit 2 when refused."""
+    from residency_cli.sandbox.control import join as join_host
+    from residency_cli.sandbox.control import parse_attributes
+
+    labels = parse_attributes(attributes)
+    result = join_host(
+        hostname,
+        activation_id,
+        activation_code,
+        attributes=labels,
+        region=region,
+        cluster=cluster,
+    )
+    if output is OutputFormat.json:
+        render.emit_json(result)
+        return
+    shown = ", ".join(f"{k}={v}" for k, v in result.attributes.items()) or "no attributes"
+    render.show(
+        f"{result.hostname} joined cluster {result.cluster} ({result.region}) as "
+        f"{result.instance_id} ({shown})",
+        markup=False,
+    )
+    render.note(f"container instance: {result.container_instance_arn}")

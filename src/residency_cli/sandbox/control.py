@@ -1,4 +1,4 @@
-"""`residency sandbox up|down|status|env` as library functions that return data.
+"""`residency sandbox up|down|status|env|join` as library functions that return data.
 
 `up` starts `python -m residency_cli.sandbox.daemon` detached (its output goes to
 `<state dir>/sandbox.log`), waits until it answers, and returns where it listens. The
@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,9 @@ HOST = "127.0.0.1"
 START_TIMEOUT_SECONDS = 20.0
 STOP_GRACE_SECONDS = 5.0
 HEALTH_PATH = "/residency-sandbox/health"
+JOIN_PATH = "/residency-sandbox/join"
+JOIN_TIMEOUT_SECONDS = 10.0
+EXAMPLE_ATTRIBUTES_HINT = 'e.g. --attributes \'{"location":"newyork"}\''
 
 
 @dataclass(frozen=True)
@@ -320,3 +324,120 @@ def export_lines(variables: dict[str, str]) -> list[str]:
     import shlex
 
     return [f"export {name}={shlex.quote(value)}" for name, value in variables.items()]
+
+
+@dataclass(frozen=True)
+class JoinResult:
+    hostname: str
+    instance_id: str
+    container_instance_arn: str
+    cluster: str
+    region: str
+    activation_id: str
+    attributes: dict[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "hostname": self.hostname,
+            "instance_id": self.instance_id,
+            "container_instance_arn": self.container_instance_arn,
+            "cluster": self.cluster,
+            "region": self.region,
+            "activation_id": self.activation_id,
+            "attributes": dict(self.attributes),
+        }
+
+
+def parse_attributes(text: str | None) -> dict[str, str]:
+    """`--attributes`: ECS_INSTANCE_ATTRIBUTES's JSON object of names to string values."""
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise UsageError(
+            f"--attributes is not JSON: {error}", hint=EXAMPLE_ATTRIBUTES_HINT
+        ) from None
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise UsageError(
+            "--attributes must be a JSON object of names to string values",
+            hint=EXAMPLE_ATTRIBUTES_HINT,
+        )
+    return value
+
+
+def _map_cluster(state: SandboxState) -> str:
+    """The cluster of the map the sandbox was seeded from (where `up` put the hosts)."""
+    from residency_cli.sandbox.seed import EXAMPLE_MAP, load_map
+
+    try:
+        config = load_map(Path(state.config) if state.config else EXAMPLE_MAP)
+    except ResidencyError:
+        return "default"
+    return config.cluster.rsplit("/", 1)[-1]
+
+
+def join(
+    hostname: str,
+    activation_id: str,
+    activation_code: str,
+    *,
+    attributes: dict[str, str] | None = None,
+    region: str | None = None,
+    cluster: str | None = None,
+    timeout: float = JOIN_TIMEOUT_SECONDS,
+) -> JoinResult:
+    """A new host joins the running sandbox's cluster with an SSM activation, labelled with
+    `attributes` from its first moment, as the ECS Anywhere install script does on a real host.
+
+    UsageError (exit 2) when the sandbox refuses (wrong code, expired, over the limit, unknown
+    activation, hostname taken...); AwsError (exit 7) when no sandbox runs or it does not answer.
+    """
+    state, _ = _recorded()
+    if state is None:
+        raise AwsError("the sandbox is not running", hint="start it with `residency sandbox up`")
+    request = {
+        "hostname": hostname,
+        "activation_id": activation_id,
+        "activation_code": activation_code,
+        "cluster": cluster or _map_cluster(state),
+        "region": region or state.region,
+        "attributes": dict(attributes or {}),
+    }
+    body = json.dumps(request).encode()
+    call = urllib.request.Request(
+        state.endpoint + JOIN_PATH,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(call, timeout=timeout) as response:
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        try:
+            problem = json.loads(error.read())
+        except ValueError:
+            problem = {}
+        if error.code == 400 and isinstance(problem, dict) and problem.get("error"):
+            raise UsageError(f"{problem['error']}: {problem.get('message', '')}") from None
+        raise ResidencyError(
+            f"the sandbox at {state.endpoint} answered HTTP {error.code} to {JOIN_PATH}",
+            hint=f"see {log_file()}",
+        ) from None
+    except (OSError, ValueError) as error:
+        raise AwsError(
+            f"the sandbox at {state.endpoint} does not answer: {error}",
+            hint="`residency sandbox status` tells whether it runs",
+        ) from None
+    return JoinResult(
+        hostname=str(answer["hostname"]),
+        instance_id=str(answer["instance_id"]),
+        container_instance_arn=str(answer["container_instance_arn"]),
+        cluster=str(answer["cluster"]),
+        region=str(answer["region"]),
+        activation_id=str(answer["activation_id"]),
+        attributes={str(k): str(v) for k, v in (answer.get("attributes") or {}).items()},
+    )

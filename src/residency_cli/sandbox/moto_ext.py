@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -289,6 +290,375 @@ def _describe_instance_information(self: Any) -> Any:
     if start + size < len(found):
         result["NextToken"] = str(start + size)
     return ActionResult(result)
+
+
+# --- SSM activations ---------------------------------------------------------------------
+#
+# https://docs.aws.amazon.com/systems-manager/latest/APIReference/API_CreateActivation.html
+# (and API_DescribeActivations.html, API_DeleteActivation.html, API_Activation.html).
+# Times are the sandbox clock's (`world().clock`), so tests can let an activation expire.
+
+ACTIVATION_DEFAULT_SECONDS = DAY_SECONDS
+ACTIVATION_MAX_SECONDS = 30 * DAY_SECONDS
+ACTIVATION_MAX_REGISTRATIONS = 1000
+ACTIVATION_CODE_LENGTH = 20
+_ACTIVATION_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_DEFAULT_INSTANCE_NAME = re.compile(r"^[\w\s.:/=+\-@]*$")
+_ACTIVATION_FILTER_FIELDS = {
+    "ActivationIds": "ActivationId",
+    "DefaultInstanceName": "DefaultInstanceName",
+    "IamRole": "IamRole",
+}
+_ACTIVATION_FIELDS = (
+    "ActivationId",
+    "Description",
+    "DefaultInstanceName",
+    "IamRole",
+    "RegistrationLimit",
+    "RegistrationsCount",
+    "ExpirationDate",
+    "CreatedDate",
+    "Tags",
+)
+
+
+def _ssm_error(code: str, message: str) -> Exception:
+    SSMException = moto_module("moto.ssm.exceptions").SSMException
+
+    return SSMException(code, message)  # type: ignore[no-any-return]
+
+
+def _not_implemented(action: str) -> NotImplementedError:
+    """What stock moto answers for an action it lacks (the patches are inert outside the
+    sandbox)."""
+    return NotImplementedError(f"The {action} action has not been implemented")
+
+
+def _sandbox_now() -> datetime:
+    return datetime.fromtimestamp(world().clock.now(), timezone.utc)
+
+
+def ssm_activations(region: str) -> dict[str, dict[str, Any]]:
+    """The region's activations by id, oldest first (with their codes: never described)."""
+    ssm_backends = moto_module("moto.ssm.models").ssm_backends
+
+    backend = ssm_backends[ACCOUNT_ID][region]
+    if not hasattr(backend, "_residency_activations"):
+        backend._residency_activations = {}
+    return backend._residency_activations  # type: ignore[no-any-return]
+
+
+def _timestamp(value: Any, what: str) -> datetime:
+    """A request timestamp: epoch seconds (what the SDKs send for awsJson) or ISO 8601."""
+    try:
+        if isinstance(value, datetime):
+            moment = value
+        elif isinstance(value, int | float):
+            moment = datetime.fromtimestamp(float(value), timezone.utc)
+        else:
+            moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except (TypeError, ValueError, OverflowError, OSError):
+        raise _ssm_error("ValidationException", f"{what} is not a timestamp: {value!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _expired(activation: dict[str, Any], now: datetime | None = None) -> bool:
+    return bool((now or _sandbox_now()) >= activation["ExpirationDate"])
+
+
+def _create_activation(self: Any) -> Any:
+    """SSM CreateActivation (not in moto): an activation ID (a UUID) and a 20-character
+    activation code that on-premises hosts register with. `IamRole` is required (at most 64
+    characters); `RegistrationLimit` 1-1000, default 1; `ExpirationDate` at most 30 days
+    ahead, default 24 hours; `Description` and `DefaultInstanceName` at most 256
+    characters; `Tags` at most 1000. Constraint violations answer ValidationException, a
+    date in the past or too far ahead InvalidParameters."""
+    if not world().enabled:
+        raise _not_implemented("create_activation")
+    import secrets
+    import uuid
+
+    ActionResult = moto_module("moto.core.responses").ActionResult
+
+    role = self._get_param("IamRole")
+    if not isinstance(role, str) or not role:
+        raise _ssm_error("ValidationException", "IamRole is required.")
+    if len(role) > 64:
+        raise _ssm_error(
+            "ValidationException",
+            "1 validation error detected: Value at 'iamRole' failed to satisfy constraint: "
+            "Member must have length less than or equal to 64",
+        )
+    limit = self._get_param("RegistrationLimit")
+    limit = 1 if limit is None else limit
+    if not isinstance(limit, int) or not 1 <= limit <= ACTIVATION_MAX_REGISTRATIONS:
+        raise _ssm_error(
+            "ValidationException",
+            f"1 validation error detected: Value '{limit}' at 'registrationLimit' failed to "
+            f"satisfy constraint: Member must have value between 1 and "
+            f"{ACTIVATION_MAX_REGISTRATIONS}",
+        )
+    description = self._get_param("Description")
+    name = self._get_param("DefaultInstanceName")
+    for field_name, value in (("description", description), ("defaultInstanceName", name)):
+        if value is not None and (not isinstance(value, str) or len(value) > 256):
+            raise _ssm_error(
+                "ValidationException",
+                f"1 validation error detected: Value at '{field_name}' failed to satisfy "
+                "constraint: Member must have length less than or equal to 256",
+            )
+    if name and not _DEFAULT_INSTANCE_NAME.fullmatch(name):
+        raise _ssm_error(
+            "ValidationException",
+            f"1 validation error detected: Value '{name}' at 'defaultInstanceName' failed to "
+            "satisfy constraint: Member must satisfy regular expression pattern: "
+            r"^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$",
+        )
+    tags = list(self._get_param("Tags") or [])
+    if len(tags) > 1000:
+        raise _ssm_error("ValidationException", "An activation can have at most 1000 tags.")
+    now = _sandbox_now()
+    expires_param = self._get_param("ExpirationDate")
+    if expires_param is None:
+        expires = datetime.fromtimestamp(now.timestamp() + ACTIVATION_DEFAULT_SECONDS, timezone.utc)
+    else:
+        expires = _timestamp(expires_param, "ExpirationDate")
+        if expires <= now:
+            raise _ssm_error("InvalidParameters", "ExpirationDate must be in the future.")
+        if (expires - now).total_seconds() > ACTIVATION_MAX_SECONDS:
+            raise _ssm_error(
+                "InvalidParameters",
+                "ExpirationDate must be at most 30 days from the time the activation is created.",
+            )
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    activation = {
+        "ActivationId": str(uuid.uuid4()),
+        "ActivationCode": "".join(secrets.choice(alphabet) for _ in range(ACTIVATION_CODE_LENGTH)),
+        "Description": description,
+        "DefaultInstanceName": name,
+        "IamRole": role,
+        "RegistrationLimit": limit,
+        "RegistrationsCount": 0,
+        "ExpirationDate": expires,
+        "CreatedDate": now,
+        "Tags": [{"Key": str(t.get("Key")), "Value": str(t.get("Value", ""))} for t in tags],
+    }
+    with world().lock:
+        ssm_activations(self.region)[activation["ActivationId"]] = activation
+    return ActionResult(
+        {
+            "ActivationId": activation["ActivationId"],
+            "ActivationCode": activation["ActivationCode"],
+        }
+    )
+
+
+def describe_activation(activation: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    """An activation as DescribeActivations shows it: never its code; `Expired` by the clock."""
+    shown = {k: activation[k] for k in _ACTIVATION_FIELDS if activation.get(k) is not None}
+    shown["Expired"] = _expired(activation, now)
+    return shown
+
+
+def _describe_activations(self: Any) -> Any:
+    """SSM DescribeActivations (not in moto): the region's activations with
+    RegistrationsCount, Expired and CreatedDate (never the code); `Filters` on
+    ActivationIds, DefaultInstanceName and IamRole (InvalidFilter for any other key);
+    MaxResults 1-50 with NextToken paging (InvalidNextToken for a token it did not issue)."""
+    if not world().enabled:
+        raise _not_implemented("describe_activations")
+    ActionResult = moto_module("moto.core.responses").ActionResult
+
+    filters: list[tuple[str, list[str]]] = []
+    for item in self._get_param("Filters") or []:
+        key = item.get("FilterKey")
+        if key not in _ACTIVATION_FILTER_FIELDS:
+            raise _ssm_error(
+                "InvalidFilter",
+                f"The filter key {key} is not valid; use ActivationIds, DefaultInstanceName "
+                "or IamRole.",
+            )
+        filters.append((_ACTIVATION_FILTER_FIELDS[key], list(item.get("FilterValues") or [])))
+    size = self._get_param("MaxResults")
+    size = 50 if size is None else size
+    if not isinstance(size, int) or not 1 <= size <= 50:
+        raise _ssm_error(
+            "ValidationException",
+            f"1 validation error detected: Value '{size}' at 'maxResults' failed to satisfy "
+            "constraint: Member must have value between 1 and 50",
+        )
+    token = self._get_param("NextToken")
+    if token is None:
+        start = 0
+    elif isinstance(token, str) and token.isdigit():
+        start = int(token)
+    else:
+        raise _ssm_error("InvalidNextToken", "The specified token is not valid.")
+    now = _sandbox_now()
+    with world().lock:
+        found = [
+            describe_activation(a, now)
+            for a in ssm_activations(self.region).values()
+            if all(str(a.get(field)) in values for field, values in filters)
+        ]
+    result: dict[str, Any] = {"ActivationList": found[start : start + size]}
+    if start + size < len(found):
+        result["NextToken"] = str(start + size)
+    return ActionResult(result)
+
+
+def _delete_activation(self: Any) -> Any:
+    """SSM DeleteActivation (not in moto): the activation can no longer register hosts;
+    hosts it registered stay registered. InvalidActivationId for an id that is not a UUID,
+    InvalidActivation for one the region does not know (or that was deleted)."""
+    if not world().enabled:
+        raise _not_implemented("delete_activation")
+    ActionResult = moto_module("moto.core.responses").ActionResult
+
+    activation_id = self._get_param("ActivationId")
+    if not isinstance(activation_id, str) or not _ACTIVATION_ID.fullmatch(activation_id):
+        raise _ssm_error(
+            "InvalidActivationId", f"The activation ID {activation_id!r} is not valid."
+        )
+    with world().lock:
+        if ssm_activations(self.region).pop(activation_id, None) is None:
+            raise _ssm_error(
+                "InvalidActivation",
+                f"Activation {activation_id} does not exist in {self.region} "
+                "(it may have been deleted).",
+            )
+    return ActionResult({})
+
+
+# --- a host joins with an activation -----------------------------------------------------
+
+MAX_CUSTOM_ATTRIBUTES = 10
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_-]{1,63})*$")
+
+
+class JoinRefused(Exception):
+    """A host could not join: `code` names the reason (SSM's error names where SSM has one)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _join_attributes(attributes: Any) -> dict[str, str]:
+    """ECS_INSTANCE_ATTRIBUTES: a JSON object of custom attribute names to string values,
+    at most 10 (ECS's limit of custom attributes per resource), names not in `ecs.`."""
+    from residency_cli.placement import attribute_name_problem, name_problem
+
+    if attributes is None:
+        return {}
+    if not isinstance(attributes, dict):
+        raise JoinRefused(
+            "InvalidAttributes", "attributes must be a JSON object of names to values"
+        )
+    if len(attributes) > MAX_CUSTOM_ATTRIBUTES:
+        raise JoinRefused(
+            "InvalidAttributes",
+            f"{len(attributes)} attributes given; ECS allows at most {MAX_CUSTOM_ATTRIBUTES} "
+            "custom attributes per container instance",
+        )
+    for name, value in attributes.items():
+        problem = attribute_name_problem(name) or name_problem(
+            value, f"the value of attribute {name!r}"
+        )
+        if problem:
+            raise JoinRefused("InvalidAttributes", problem)
+    return {str(k): str(v) for k, v in attributes.items()}
+
+
+def join_host(
+    hostname: Any,
+    activation_id: Any,
+    activation_code: Any,
+    *,
+    cluster: str,
+    region: str,
+    attributes: Any = None,
+) -> HostSpec:
+    """What the ECS Anywhere install script does on a new host: register it as an SSM
+    managed instance with the activation (the code must match, the activation must not have
+    expired nor reached its RegistrationLimit; each registration counts), then start the ECS
+    agent, which registers the container instance with the custom attributes of
+    ECS_INSTANCE_ATTRIBUTES. Raises JoinRefused, changing nothing, when any of it fails."""
+    ecs_backends = moto_module("moto.ecs.models").ecs_backends
+    ssm_backends = moto_module("moto.ssm.models").ssm_backends
+
+    sandbox = world()
+    if not isinstance(hostname, str) or not _HOSTNAME.fullmatch(hostname):
+        raise JoinRefused(
+            "InvalidHostname",
+            f"{hostname!r} is not a hostname (letters, digits, '-' and '_' in dot-separated "
+            "labels of at most 63 characters)",
+        )
+    labels = _join_attributes(attributes)
+    if (
+        region not in ssm_backends[ACCOUNT_ID].regions
+        or region not in ecs_backends[ACCOUNT_ID].regions
+    ):
+        raise JoinRefused("InvalidRegion", f"{region!r} is not an AWS region")
+    if not isinstance(activation_id, str) or not _ACTIVATION_ID.fullmatch(activation_id):
+        raise JoinRefused(
+            "InvalidActivationId",
+            f"the activation ID {activation_id!r} is not valid (a UUID, as CreateActivation "
+            "answers it)",
+        )
+    with sandbox.lock:
+        activation = ssm_activations(region).get(activation_id)
+        if activation is None:
+            raise JoinRefused(
+                "InvalidActivation",
+                f"activation {activation_id} does not exist in {region} (deleted, or created "
+                "in another region?)",
+            )
+        if activation_code != activation["ActivationCode"]:
+            raise JoinRefused(
+                "InvalidActivation",
+                f"the activation code does not match activation {activation_id}",
+            )
+        now = _sandbox_now()
+        if _expired(activation, now):
+            expired_at = activation["ExpirationDate"].isoformat().replace("+00:00", "Z")
+            raise JoinRefused(
+                "ActivationExpired", f"activation {activation_id} expired at {expired_at}"
+            )
+        if activation["RegistrationsCount"] >= activation["RegistrationLimit"]:
+            raise JoinRefused(
+                "RegistrationLimitExceeded",
+                f"activation {activation_id} has registered {activation['RegistrationsCount']} "
+                f"of its {activation['RegistrationLimit']} hosts; create another activation",
+            )
+        backend = ecs_backends[ACCOUNT_ID][region]
+        cluster_name = cluster.rsplit("/", 1)[-1]
+        if cluster_name not in backend.clusters:
+            raise JoinRefused(
+                "ClusterNotFoundException", f"cluster {cluster_name!r} does not exist in {region}"
+            )
+        taken = next((h for h in sandbox.hosts.values() if h.hostname == hostname), None)
+        if taken is not None:
+            raise JoinRefused(
+                "HostAlreadyRegistered",
+                f"a host named {hostname} is already registered ({taken.instance_id}, cluster "
+                f"{taken.cluster}, {taken.region}); deregister it first or pick another name",
+            )
+        root = sandbox.workdir / "hosts" / hostname
+        (root / "data").mkdir(parents=True, exist_ok=True)
+        host = register_managed_instance(region, cluster_name, hostname, root=root)
+        instance = backend.container_instances[cluster_name][
+            host.container_instance_arn.rsplit("/", 1)[-1]
+        ]
+        instance.attributes.update(labels)
+        info = _ssm_instances(region)[host.instance_id]
+        info["ActivationId"] = activation_id
+        info["IamRole"] = activation["IamRole"]
+        info["Name"] = activation.get("DefaultInstanceName") or hostname
+        info["RegistrationDate"] = now
+        activation["RegistrationsCount"] += 1
+    return host
 
 
 # --- RunTask -----------------------------------------------------------------------------
@@ -755,4 +1125,7 @@ def install() -> None:
         EC2ContainerServiceResponse.describe_tasks
     )
     SimpleSystemManagerResponse.describe_instance_information = _describe_instance_information
+    SimpleSystemManagerResponse.create_activation = _create_activation
+    SimpleSystemManagerResponse.describe_activations = _describe_activations
+    SimpleSystemManagerResponse.delete_activation = _delete_activation
     _installed = True

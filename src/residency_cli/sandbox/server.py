@@ -1,7 +1,9 @@
 """The sandbox's HTTP endpoint: moto's in-process server (ThreadedMotoServer) on 127.0.0.1,
 behind a small WSGI layer that counts calls per operation, answers injected faults
 (throttling), resets the sandbox's own state with moto's (`POST /moto-api/reset`) and
-answers `GET /residency-sandbox/health` so that `sandbox status` knows whom it talks to.
+answers `GET /residency-sandbox/health` so that `sandbox status` knows whom it talks to, and
+`POST /residency-sandbox/join`, where a new host joins the cluster with an SSM activation
+(what the ECS Anywhere install script does on a real host; `residency sandbox join`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from residency_cli.sandbox.world import Fault, World, moto_module, world
 
 HOST = "127.0.0.1"
 HEALTH_PATH = "/residency-sandbox/health"
+JOIN_PATH = "/residency-sandbox/join"
+MAX_JOIN_BODY = 64 * 1024
 INTERNAL_HEADER = "X-Residency-Sandbox-Internal"
 _JSON_TARGETS = {
     "AmazonEC2ContainerServiceV20141113": "ecs",
@@ -113,8 +117,80 @@ def _error_response(operation: Operation, fault: Fault) -> tuple[str, list[tuple
     return status, headers, body
 
 
+def _json_response(
+    start_response: StartResponse, status: str, payload: dict[str, Any]
+) -> list[bytes]:
+    body = json.dumps(payload).encode()
+    start_response(
+        status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    )
+    return [body]
+
+
+def join(environ: dict[str, Any], start_response: StartResponse, sandbox: World) -> list[bytes]:
+    """`POST /residency-sandbox/join` with a JSON object {hostname, activation_id,
+    activation_code, cluster, region, attributes}: 200 {instance_id, container_instance_arn,
+    hostname, cluster, region, activation_id, attributes}, or 400 {error, message} (error:
+    InvalidRequest, InvalidHostname, InvalidAttributes, InvalidRegion, InvalidActivationId,
+    InvalidActivation, ActivationExpired, RegistrationLimitExceeded,
+    ClusterNotFoundException, HostAlreadyRegistered); 405 for another method."""
+    from residency_cli.sandbox.moto_ext import JoinRefused, join_host
+
+    if environ.get("REQUEST_METHOD", "GET") != "POST":
+        return _json_response(
+            start_response,
+            "405 Method Not Allowed",
+            {"error": "MethodNotAllowed", "message": f"{JOIN_PATH} takes POST"},
+        )
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = -1
+    try:
+        if not 0 < length <= MAX_JOIN_BODY:
+            raise ValueError(f"a JSON body of 1 to {MAX_JOIN_BODY} bytes is required")
+        request = json.loads(environ["wsgi.input"].read(length))
+        if not isinstance(request, dict):
+            raise ValueError("the body must be a JSON object")
+        for key in ("cluster", "region"):
+            if request.get(key) is not None and not isinstance(request[key], str):
+                raise ValueError(f"{key} must be a string")
+    except ValueError as problem:
+        return _json_response(
+            start_response, "400 Bad Request", {"error": "InvalidRequest", "message": str(problem)}
+        )
+    region = request.get("region") or sandbox.region
+    try:
+        host = join_host(
+            request.get("hostname"),
+            request.get("activation_id"),
+            request.get("activation_code"),
+            cluster=request.get("cluster") or "default",
+            region=region,
+            attributes=request.get("attributes"),
+        )
+    except JoinRefused as refused:
+        return _json_response(
+            start_response, "400 Bad Request", {"error": refused.code, "message": refused.message}
+        )
+    return _json_response(
+        start_response,
+        "200 OK",
+        {
+            "instance_id": host.instance_id,
+            "container_instance_arn": host.container_instance_arn,
+            "hostname": host.hostname,
+            "cluster": host.cluster,
+            "region": host.region,
+            "activation_id": request.get("activation_id"),
+            "attributes": request.get("attributes") or {},
+        },
+    )
+
+
 class SandboxMiddleware:
-    """Counting, fault injection, reset and health in front of moto's WSGI application."""
+    """Counting, fault injection, reset, health and host joins in front of moto's WSGI
+    application."""
 
     def __init__(self, app: Callable[..., Iterable[bytes]], sandbox: World) -> None:
         self.app = app
@@ -129,6 +205,8 @@ class SandboxMiddleware:
             ).encode()
             start_response("200 OK", [("Content-Type", "application/json")])
             return [body]
+        if path == JOIN_PATH:
+            return join(environ, start_response, self.world)
         if path.startswith("/moto-api/"):
             answer = self.app(environ, start_response)
             if path.rstrip("/") == "/moto-api/reset" and method == "POST":
