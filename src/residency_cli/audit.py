@@ -16,12 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from residency_cli.config import Config, workload_for_task
 from residency_cli.dispatch import HOST_LOCATION_TAG, list_workload_tasks, task_tag
-from residency_cli.hosts import (
-    describe_container_instances,
-    host_from_instance,
-    managed_instance_hostnames,
-)
-from residency_cli.results import Host
+from residency_cli.hosts import hosts_of_tasks
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient
@@ -102,14 +97,7 @@ def audit(
     if since_seconds is not None:
         horizon = now().timestamp() - since_seconds
         tasks = [t for t in tasks if _started_after(t, horizon)]
-    arns = sorted({str(t["containerInstanceArn"]) for t in tasks if t.get("containerInstanceArn")})
-    hosts: dict[str, Host] = {}
-    if arns:
-        instances = describe_container_instances(ecs, config.cluster, arns)
-        names = managed_instance_hostnames(ssm, (i.get("ec2InstanceId", "") for i in instances))
-        for instance in instances:
-            host = host_from_instance(instance, config.location_attribute, names)
-            hosts[host.container_instance_arn] = host
+    hosts = hosts_of_tasks(ecs, ssm, config, tasks)
     findings: list[AuditFinding] = []
     for task in tasks:
         name = workload_for_task(config, task)

@@ -25,6 +25,7 @@ from residency_cli.errors import UsageError
 from residency_cli.hosts import (
     describe_container_instances,
     host_from_instance,
+    hosts_of_tasks,
     managed_instance_hostnames,
 )
 from residency_cli.placement import build_constraints, build_expression, evaluate
@@ -871,18 +872,10 @@ def recent_tasks(
         status
     ]
     described = list_workload_tasks(ecs, config, names, statuses)
-    instance_arns = sorted(
-        {str(t["containerInstanceArn"]) for t in described if t.get("containerInstanceArn")}
-    )
-    hosts: dict[str, PlacedHost] = {}
-    if instance_arns:
-        instances = describe_container_instances(ecs, config.cluster, instance_arns)
-        hostnames = managed_instance_hostnames(ssm, (i.get("ec2InstanceId", "") for i in instances))
-        for instance in instances:
-            host = host_from_instance(instance, config.location_attribute, hostnames)
-            hosts[host.container_instance_arn] = PlacedHost(
-                host.container_instance_arn, host.instance_id, host.hostname, host.location
-            )
+    hosts = {
+        arn: PlacedHost(host.container_instance_arn, host.instance_id, host.hostname, host.location)
+        for arn, host in hosts_of_tasks(ecs, ssm, config, described).items()
+    }
     results = []
     for task in described:
         owner = workload_for_task(config, task)

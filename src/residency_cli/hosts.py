@@ -114,6 +114,19 @@ def managed_instance_hostnames(
     return names
 
 
+def hosts_of_tasks(
+    ecs: ECSClient, ssm: SSMClient | None, config: Config, tasks: Iterable[dict[str, Any]]
+) -> dict[str, Host]:
+    """container instance ARN -> Host, for the instances these tasks run (or ran) on."""
+    arns = sorted({str(t["containerInstanceArn"]) for t in tasks if t.get("containerInstanceArn")})
+    if not arns:
+        return {}
+    instances = describe_container_instances(ecs, config.cluster, arns)
+    names = managed_instance_hostnames(ssm, (i.get("ec2InstanceId", "") for i in instances))
+    hosts = (host_from_instance(i, config.location_attribute, names) for i in instances)
+    return {host.container_instance_arn: host for host in hosts}
+
+
 def list_hosts(
     ecs: ECSClient, ssm: SSMClient | None, config: Config, location: str | None = None
 ) -> list[Host]:

@@ -24,12 +24,15 @@ def demo() -> None:
     from residency_cli.audit import audit
     from residency_cli.aws import Clients
     from residency_cli.cli.audit_cmds import render_findings
-    from residency_cli.cli.dispatch_cmds import ConsoleObserver, _render_checks, _render_result
+    from residency_cli.cli.dispatch_cmds import (
+        console_dispatcher,
+        render_checks,
+        render_result,
+    )
     from residency_cli.cli.hosts_cmds import render_change, render_hosts
-    from residency_cli.dispatch import Dispatcher, RunOptions, check, new_run_id
+    from residency_cli.dispatch import RunOptions, check, new_run_id
     from residency_cli.errors import ResidencyError
     from residency_cli.hosts import list_hosts, register_host
-    from residency_cli.logs import logs_client_for
     from residency_cli.sandbox.embedded import embedded_sandbox
     from residency_cli.sandbox.seed import EXAMPLE_MAP
 
@@ -56,28 +59,18 @@ def demo() -> None:
 
             _step(3, "Pre-flight every workload (residency check)")
             checks = check(clients.ecs, clients.ssm, config)
-            _render_checks(checks)
+            render_checks(checks)
             failures += [f"check {c.workload}" for c in checks if not c.ready]
 
             for number, name in enumerate(config.workloads, start=4):
                 allowed = ", ".join(config.workloads[name].locations)
                 _step(number, f"residency run {name}  (allowed: {allowed})")
-                observer = ConsoleObserver(OutputFormat.text, follow=True)
-                dispatcher = Dispatcher(
-                    clients.ecs,
-                    clients.ssm,
-                    config,
-                    sleep=time.sleep,
-                    now=time.monotonic,
-                    observer=observer,
-                    logs_client=lambda streams: logs_client_for(clients, streams),
-                    region=box.region,
-                )
+                dispatcher, observer = console_dispatcher(clients, config, OutputFormat.text)
                 try:
                     result = dispatcher.run(name, RunOptions(run_id=new_run_id()))
                 finally:
                     observer.close()
-                _render_result(result)
+                render_result(result)
                 if result.outcome != "succeeded":
                     failures.append(f"run {name}: {result.outcome}")
 

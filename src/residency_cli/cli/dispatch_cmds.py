@@ -16,6 +16,8 @@ from residency_cli.cli.state import DRY_RUN_OPTION, OUTPUT_OPTION, AppState, Out
 if TYPE_CHECKING:
     from rich.status import Status
 
+    from residency_cli.aws import Clients
+    from residency_cli.config import Config
     from residency_cli.dispatch import Dispatcher
     from residency_cli.logs import LogEvent
     from residency_cli.results import PlacedHost, RunResult, WorkloadCheck
@@ -40,7 +42,7 @@ TIMEOUT_OPTION: Any = typer.Option(
 )
 
 
-def _render_checks(checks: list[WorkloadCheck]) -> None:
+def render_checks(checks: list[WorkloadCheck]) -> None:
     for result in checks:
         mark = "[green]ready[/green]" if result.ready else "[red]not ready[/red]"
         render.show(
@@ -82,7 +84,7 @@ def check(
     if output is OutputFormat.json:
         render.emit_json(checks)
     else:
-        _render_checks(checks)
+        render_checks(checks)
     not_ready = [c.workload for c in checks if not c.ready]
     if not_ready:
         raise RefusedError(f"not ready: {', '.join(not_ready)}")
@@ -93,9 +95,8 @@ class ConsoleObserver:
     one line per change otherwise. Log lines go to stdout in text mode (they are the job's
     output) and to stderr with --output json (stdout holds the one JSON document)."""
 
-    def __init__(self, output: OutputFormat, follow: bool) -> None:
+    def __init__(self, output: OutputFormat) -> None:
         self.output = output
-        self.follow = follow
         self.err = render.stderr()
         self.live: Status | None = None
         # Text mode: the job's output on stdout; JSON mode: stdout holds the one document.
@@ -136,15 +137,14 @@ class ConsoleObserver:
             self.live.stop()
 
 
-def _dispatcher(
-    state: AppState, output: OutputFormat, follow: bool
+def console_dispatcher(
+    clients: Clients, config: Config, output: OutputFormat
 ) -> tuple[Dispatcher, ConsoleObserver]:
+    """A Dispatcher with real time that reports to the console (also used by `demo`)."""
     from residency_cli.dispatch import Dispatcher
     from residency_cli.logs import logs_client_for
 
-    config = state.config()
-    clients = state.clients()
-    observer = ConsoleObserver(output, follow)
+    observer = ConsoleObserver(output)
     dispatcher = Dispatcher(
         clients.ecs,
         clients.ssm,
@@ -177,7 +177,7 @@ def _finish(result: RunResult, output: OutputFormat, exit_mode: ExitCodeMode) ->
     if output is OutputFormat.json:
         render.emit_json(result)
     else:
-        _render_result(result)
+        render_result(result)
     primary = result.primary
     error = OUTCOME_ERRORS[result.outcome]
     if error is None:
@@ -200,7 +200,7 @@ def _finish(result: RunResult, output: OutputFormat, exit_mode: ExitCodeMode) ->
     raise error(messages[result.outcome], exit_code=exit_code)
 
 
-def _render_result(result: RunResult) -> None:
+def render_result(result: RunResult) -> None:
     for task in result.tasks:
         host = task.host
         where = ""
@@ -263,7 +263,7 @@ def run(
         render.note(
             f"run id {options.run_id} (retry with --run-id {options.run_id}: never a second task)"
         )
-    dispatcher, observer = _dispatcher(state, output, follow)
+    dispatcher, observer = console_dispatcher(state.clients(), state.config(), output)
     try:
         result = dispatcher.run(workload, options, wait=wait, follow=follow, timeout=limit)
     finally:
@@ -309,7 +309,7 @@ def attach(
 
     state = app_state(ctx)
     limit = _timeout(timeout, DEFAULT_TIMEOUT_SECONDS)
-    dispatcher, observer = _dispatcher(state, output, follow)
+    dispatcher, observer = console_dispatcher(state.clients(), state.config(), output)
     try:
         result = dispatcher.attach(task, follow=follow, timeout=limit)
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 from datetime import datetime, timezone
 from typing import Any
 
@@ -571,6 +572,15 @@ def _join_attributes(attributes: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in attributes.items()}
 
 
+def _registered(host: HostSpec) -> bool:
+    """Is the host still a container instance of its cluster (not deregistered)?"""
+    ecs_backends = moto_module("moto.ecs.models").ecs_backends
+
+    backend = ecs_backends[ACCOUNT_ID][host.region]
+    instance_id = host.container_instance_arn.rsplit("/", 1)[-1]
+    return instance_id in backend.container_instances.get(host.cluster, {})
+
+
 def join_host(
     hostname: Any,
     activation_id: Any,
@@ -638,7 +648,9 @@ def join_host(
             raise JoinRefused(
                 "ClusterNotFoundException", f"cluster {cluster_name!r} does not exist in {region}"
             )
-        taken = next((h for h in sandbox.hosts.values() if h.hostname == hostname), None)
+        taken = next(
+            (h for h in sandbox.hosts.values() if h.hostname == hostname and _registered(h)), None
+        )
         if taken is not None:
             raise JoinRefused(
                 "HostAlreadyRegistered",
@@ -646,6 +658,7 @@ def join_host(
                 f"{taken.cluster}, {taken.region}); deregister it first or pick another name",
             )
         root = sandbox.workdir / "hosts" / hostname
+        shutil.rmtree(root, ignore_errors=True)  # a new host: nothing left from an earlier one
         (root / "data").mkdir(parents=True, exist_ok=True)
         host = register_managed_instance(region, cluster_name, hostname, root=root)
         instance = backend.container_instances[cluster_name][
