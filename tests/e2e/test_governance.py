@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,23 @@ def test_hosts_sync_cli_dry_run(
     assert main(["--sandbox", "-c", str(world.map_path), "hosts", "sync", "-o", "json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["applied"] is True and len(plan["steps"]) == 2
+
+
+def test_activate_then_join_gives_a_labelled_host_that_takes_work(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world.sandbox.use(monkeypatch)
+    world.sandbox.label("bonus.host", None)  # the only newyork capacity is the new host
+    base = ["--sandbox", "-c", str(world.map_path)]
+    assert main([*base, "activate", "--location", "newyork", "--count", "2", "-o", "json"]) == 0
+    activation = json.loads(capsys.readouterr().out)
+    assert activation["registration_limit"] == 2 and activation["location"] == "newyork"
+    assert any("ECS_INSTANCE_ATTRIBUTES" in c for c in activation["commands"])
+    join = shlex.split(activation["sandbox_command"].replace("HOSTNAME", "ny2.host"))
+    assert join[:3] == ["residency", "sandbox", "join"]
+    assert main([*base, *join[1:]]) == 0
+    assert "ny2.host joined" in capsys.readouterr().out
+    result = world.dispatcher().run("hello", RunOptions(run_id="joined"))
+    assert result.outcome == "succeeded"
+    assert result.primary.host is not None
+    assert (result.primary.host.hostname, result.primary.host.location) == ("ny2.host", "newyork")
