@@ -82,6 +82,14 @@ class Clients:
     def region(self) -> str:
         return str(self.session().region_name)
 
+    def in_region(self, region: str) -> Clients:
+        """Clients for another region (same credentials and endpoint), or these ones."""
+        if region == self.region:
+            return self
+        from dataclasses import replace
+
+        return Clients(replace(self.settings, region=region))
+
 
 def make_session(settings: AwsSettings) -> boto3.Session:
     import boto3

@@ -243,24 +243,13 @@ def logs_client_for(clients: Clients, streams: Sequence[LogStream]) -> CloudWatc
     The task's logs may live in another region than the cluster's control plane. Streams of
     one task in several regions are not supported (UsageError).
     """
-    from dataclasses import replace
-
-    from residency_cli.aws import Clients as _Clients
-
     regions = {stream.region for stream in streams if stream.region}
     if len(regions) > 1:
         raise UsageError(
             f"the task's containers log to several regions ({', '.join(sorted(regions))})",
             hint="use one awslogs-region for every container of the task definition",
         )
-    if not regions:
-        return clients.logs
-    (region,) = regions
-    if clients.settings.region == region or (
-        clients.settings.region is None and clients.region == region
-    ):
-        return clients.logs
-    return _Clients(replace(clients.settings, region=region)).logs
+    return clients.in_region(regions.pop()).logs if regions else clients.logs
 
 
 # --------------------------------------------------------------------------- reading

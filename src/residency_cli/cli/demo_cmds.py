@@ -76,7 +76,7 @@ def demo() -> None:
 
             _step(len(config.workloads) + 4, "What each job wrote, and where")
             for bucket, region in sorted(box.seeded.buckets.items()):
-                s3 = Clients(box.settings(region)).s3
+                s3 = clients.in_region(region).s3
                 listed = s3.list_objects_v2(Bucket=bucket).get("Contents", [])
                 keys = ", ".join(f"{o['Key']} ({o['Size']} bytes)" for o in listed) or "nothing"
                 render.show(f"s3://{bucket} (region {region}): {keys}", markup=False)

@@ -24,11 +24,11 @@ class EmbeddedSandbox:
     config: Config
     seeded: SeedResult
 
-    def settings(self, region: str | None = None) -> AwsSettings:
+    def settings(self) -> AwsSettings:
         from residency_cli.aws import AwsSettings
 
         return AwsSettings(
-            region=region or self.region,
+            region=self.region,
             endpoint_url=self.endpoint,
             credentials={
                 "aws_access_key_id": SANDBOX_ACCESS_KEY,
