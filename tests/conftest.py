@@ -27,3 +27,13 @@ def sandbox(_sandbox_server: Any) -> Iterator[Any]:
         yield handle
     finally:
         handle.close()
+
+
+@pytest.fixture(autouse=True)
+def _private_state(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No test touches the user's state directory (sandbox record, dispatch journal)."""
+    directory = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("RESIDENCY_STATE_DIR", str(directory))
+    monkeypatch.setenv("RESIDENCY_JOURNAL", str(directory / "journal.jsonl"))

@@ -490,6 +490,7 @@ class Tracker:
     arn: str
     task: dict[str, Any]
     host: PlacedHost | None = None
+    attributes: dict[str, str] | None = None
     verified_running: bool = False
     violation: str | None = None
 
@@ -530,6 +531,7 @@ class Waiter:
         if allowed and host.location and task_tag(tracker.task, HOST_LOCATION_TAG) is None:
             record_placement(self.ecs, tracker, host.location)
         tracker.host = host
+        tracker.attributes = dict(attributes)
         if not allowed:
             tracker.violation = stop_misplaced(
                 self.ecs, self.config, tracker.arn, host, self.workload.locations
@@ -839,7 +841,8 @@ class Dispatcher:
             if tracker.violation:
                 result = TaskOutcome(**{**result.__dict__, "message": tracker.violation})
             outcomes.append(result)
-        return RunResult(outcomes, request)
+        attributes = {t.arn: t.attributes or {} for t in trackers}
+        return RunResult(outcomes, request, host_attributes=attributes)
 
 
 def list_workload_tasks(

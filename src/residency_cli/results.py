@@ -278,6 +278,8 @@ class RunResult:
     tasks: list[TaskOutcome]
     request: dict[str, Any] | None = None
     message: str | None = None
+    # task ARN -> the host's attributes when placement was verified (for the journal)
+    host_attributes: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def outcome(self) -> str:

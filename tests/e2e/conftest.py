@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,11 +15,11 @@ from residency_cli.waiting import PollInterval
 
 TEST_WORKLOADS = {
     # name: (command, location)
-    "hello": ([sys.executable, "-c", "print('hello'); print('world')"], "newyork"),
+    "hello": (["python3", "-c", "print('hello'); print('world')"], "newyork"),
     "fail": (["sh", "-c", "echo going down; exit 3"], "newyork"),
     "missing": (["/no/such/command"], "newyork"),
     "slow": (["sleep", "30"], "newyork"),
-    "small": ([sys.executable, "-c", "print('small')"], "newyork"),
+    "small": (["python3", "-c", "print('small')"], "newyork"),
 }
 
 

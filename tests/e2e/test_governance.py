@@ -163,3 +163,33 @@ def test_activate_then_join_gives_a_labelled_host_that_takes_work(
     assert result.outcome == "succeeded"
     assert result.primary.host is not None
     assert (result.primary.host.hostname, result.primary.host.location) == ("ny2.host", "newyork")
+
+
+def test_every_run_is_journalled_with_who_what_where(
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    world.sandbox.use(monkeypatch)
+    journal = tmp_path / "journal.jsonl"
+    monkeypatch.setenv("RESIDENCY_JOURNAL", str(journal))
+    base = ["--sandbox", "-c", str(world.map_path)]
+    assert main([*base, "run", "hello", "--run-id", "j1", "-o", "json"]) == 0
+    world.sandbox.label("bonus.host", None)
+    assert main([*base, "run", "hello", "--run-id", "j2", "-o", "json"]) == 3
+    capsys.readouterr()
+    assert main([*base, "journal", "show", "-o", "json"]) == 0
+    first, second = json.loads(capsys.readouterr().out)
+    assert first["workload"] == "hello" and first["run_id"] == "j1"
+    assert first["result"]["outcome"] == "succeeded"
+    assert first["host_attributes"]["location"] == "newyork"
+    assert first["who"]["account"] == "123456789012"
+    assert (
+        first["request"]["placementConstraints"][0]["expression"] == "attribute:location == newyork"
+    )
+    assert second["result"]["outcome"] == "refused" and second["prev"] == first["hash"]
+    assert main([*base, "journal", "verify"]) == 0
+    lines = journal.read_text(encoding="utf-8").splitlines()
+    journal.write_text("\n".join([lines[1]]) + "\n", encoding="utf-8")  # drop the first record
+    assert main([*base, "journal", "verify"]) == 1

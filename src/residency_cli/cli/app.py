@@ -17,6 +17,8 @@ from residency_cli.cli import (
     demo_cmds,
     dispatch_cmds,
     hosts_cmds,
+    iam_cmds,
+    journal_cmds,
     logs_cmds,
     sandbox_cmds,
 )
@@ -94,7 +96,9 @@ app.command("tasks")(dispatch_cmds.tasks)
 app.command("logs")(logs_cmds.logs)
 app.command("audit")(audit_cmds.audit)
 app.command("activate")(activate_cmds.activate)
+app.command("iam-policy")(iam_cmds.iam_policy)
 app.add_typer(sandbox_cmds.sandbox_app, name="sandbox")
+app.add_typer(journal_cmds.journal_app, name="journal")
 app.command("demo")(demo_cmds.demo)
 
 

@@ -268,7 +268,34 @@ def run(
         result = dispatcher.run(workload, options, wait=wait, follow=follow, timeout=limit)
     finally:
         observer.close()
+    _journal(state, workload, options.run_id, result)
     _finish(result, output, exit_code)
+
+
+def _journal(state: AppState, workload: str, run_id: str, result: RunResult) -> None:
+    """Append the run to the dispatch journal; a journal problem never changes the outcome."""
+    from datetime import datetime, timezone
+
+    from residency_cli import journal
+
+    config = state.config()
+    primary = result.primary
+    try:
+        journal.append(
+            journal.default_journal_path(),
+            journal.build_record(
+                who=journal.caller_identity(state.clients().sts),
+                workload=workload,
+                run_id=run_id,
+                request=result.request,
+                locations=list(config.workload(workload).locations),
+                outcome=result.to_json(),
+                host_attributes=result.host_attributes.get(primary.task_arn or ""),
+                now=datetime.now(timezone.utc),
+            ),
+        )
+    except journal.JournalError as error:
+        render.note(f"warning: this run was not journalled: {error}")
 
 
 def _dry_run(state: AppState, workload: str, options: Any, output: OutputFormat) -> None:

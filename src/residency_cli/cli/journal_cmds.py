@@ -1,0 +1,151 @@
+"""`residency journal show|verify`: the local, hash-chained record of every `run`
+(docs/journal.md).
+
+Exit codes: `show` 0 (2 when the journal cannot be read); `verify` 0 intact or no journal yet,
+1 when it found a problem (one `error:` line per problem on stderr), 2 when the journal
+cannot be read (a directory, no permission).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from residency_cli.cli import render
+from residency_cli.cli.state import OUTPUT_OPTION, OutputFormat
+
+journal_app = typer.Typer(
+    help="The dispatch journal: who ran what, where, and how it ended.",
+    no_args_is_help=True,
+)
+
+_PATH_KEY = "residency.journal"
+
+
+@journal_app.callback()
+def journal(
+    ctx: typer.Context,
+    path: str | None = typer.Option(
+        None,
+        "--journal",
+        envvar="RESIDENCY_JOURNAL",
+        help="The journal file (default: $RESIDENCY_JOURNAL, else journal.jsonl in the "
+        "state directory).",
+        show_default=False,
+    ),
+) -> None:
+    """The dispatch journal: who ran what, where, and how it ended."""
+    ctx.meta[_PATH_KEY] = path
+
+
+def journal_path(ctx: typer.Context) -> Path:
+    from residency_cli.journal import default_journal_path
+
+    chosen = ctx.meta.get(_PATH_KEY)
+    return Path(chosen).expanduser() if chosen else default_journal_path()
+
+
+def _who(record: dict[str, Any]) -> str | None:
+    who = record.get("who")
+    if isinstance(who, dict) and who.get("arn"):
+        arn = str(who["arn"])
+        # arn:aws:sts::123456789012:assumed-role/Role/session -> assumed-role/Role/session
+        return arn.split(":", 5)[-1] if arn.count(":") >= 5 else arn
+    origin = record.get("origin")
+    if isinstance(origin, dict) and origin.get("user"):
+        return f"{origin['user']}@{origin.get('hostname') or '?'} (local)"
+    return None
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _row(record: dict[str, Any]) -> list[Any]:
+    result = _mapping(record.get("result"))
+    host = _mapping(result.get("host"))
+    host_label = host.get("hostname") or host.get("instance_id")
+    if host_label is None and host.get("container_instance_arn"):
+        host_label = str(host["container_instance_arn"]).rsplit("/", 1)[-1]
+    return [
+        record.get("time"),
+        record.get("seq"),
+        _who(record),
+        record.get("workload"),
+        record.get("run_id"),
+        host_label,
+        host.get("location"),
+        result.get("outcome"),
+        result.get("exit_code"),
+    ]
+
+
+@journal_app.command("show")
+def show(
+    ctx: typer.Context,
+    workload: str | None = typer.Option(None, "--workload", "-w", help="Only this workload."),
+    limit: int | None = typer.Option(
+        None, "--limit", "-n", min=0, help="Only the last N records (after --workload)."
+    ),
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """List the journal's records, oldest first. Prints nothing when there are none."""
+    from residency_cli.journal import read
+
+    records = read(journal_path(ctx), workload=workload, limit=limit)
+    if output is OutputFormat.json:
+        render.emit_json(records)
+        return
+    if not records:
+        return
+    render.table(
+        None,
+        [
+            "time",
+            "seq",
+            "who",
+            "workload",
+            "run id",
+            "host",
+            "location",
+            "outcome",
+            "exit code",
+        ],
+        [_row(r) for r in records],
+    )
+
+
+@journal_app.command("verify")
+def verify(ctx: typer.Context, output: OutputFormat = OUTPUT_OPTION) -> None:
+    """Check that no record was edited, removed or reordered. Exit 1 if one was."""
+    from residency_cli.journal import JournalCorruptError
+    from residency_cli.journal import verify as check
+
+    path = journal_path(ctx)
+    report = check(path)
+    if output is OutputFormat.json:
+        render.emit_json(report)
+    if not report.ok:
+        raise JournalCorruptError(
+            "\n".join(
+                [
+                    f"journal {path} is not intact: {len(report.problems)} problem(s) "
+                    f"in {report.records} record(s)",
+                    *report.problems,
+                ]
+            )
+        )
+    if output is OutputFormat.json:
+        return
+    for note in report.notes:
+        render.note(f"note: {note}")
+    if not report.exists:
+        render.show(f"no journal yet at {path}", markup=False)
+        return
+    render.show(
+        f"journal {path}: {report.records} record(s), intact; "
+        f"last seq {report.last_seq}, hash {report.last_hash}",
+        markup=False,
+    )
