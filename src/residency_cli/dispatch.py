@@ -513,7 +513,6 @@ class Waiter:
     follower: LogFollower | None = None
     interval: PollInterval = field(default_factory=PollInterval)
     drain_grace: float = DRAIN_GRACE_SECONDS
-    describe_calls: int = 0
 
     @property
     def workload(self) -> Workload:
@@ -572,7 +571,6 @@ class Waiter:
         active = [t for t in trackers if t.status != "STOPPED"]
         if not active:
             return False
-        self.describe_calls += 1
         described = {
             t["taskArn"]: t
             for t in describe_tasks(self.ecs, self.config.cluster, [t.arn for t in active])
@@ -603,12 +601,6 @@ class Waiter:
             self.follower, sleep=self.sleep, now=self.now, grace_seconds=self.drain_grace
         ):
             self.observer.log(event)
-
-
-@dataclass(frozen=True)
-class StreamInfo:
-    group: str
-    stream: str
 
 
 def follower_for(
@@ -692,7 +684,6 @@ class Dispatcher:
     region: str | None = None
     interval: PollInterval = field(default_factory=PollInterval)
     drain_grace: float = DRAIN_GRACE_SECONDS
-    run_task_calls: int = 0
 
     def dry_run(self, name: str, options: RunOptions) -> DryRun:
         result = check(self.ecs, self.ssm, self.config, [name])[0]
@@ -712,7 +703,6 @@ class Dispatcher:
         request = build_request(self.config, name, options, preflight.container)
         if not preflight.ready:
             return self._refused(name, options.run_id, request, preflight.refusal)
-        self.run_task_calls += 1
         with aws_errors(f"starting {name}"):
             response = self.ecs.run_task(**request)
         tasks = [dict(t) for t in response.get("tasks") or []]
