@@ -34,7 +34,8 @@ format: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src/
 
-pytest: $(STAMP)
+# The AWS CLI is the independent client the end-to-end tests check the sandbox with.
+pytest: $(STAMP) $(AWSCLI_VENV)/.installed
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest $(TEST_EXTRA)
