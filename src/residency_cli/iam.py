@@ -31,7 +31,10 @@ HOST_LOCATION_TAG = "residency:host-location"
 
 _ACCOUNT = re.compile(r"\d{12}|\*")
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}|\*")
-_ARN = re.compile(r"arn:(?P<partition>aws[a-z-]*):(?P<service>[a-z0-9-]+):(?P<region>[^:]*):(?P<account>[^:]*):(?P<resource>.+)")
+_ARN = re.compile(
+    r"arn:(?P<partition>aws[a-z-]*):(?P<service>[a-z0-9-]+):"
+    r"(?P<region>[^:]*):(?P<account>[^:]*):(?P<resource>.+)"
+)
 _LOG_GROUP = re.compile(r"[A-Za-z0-9_\-/.#]{1,512}")
 _ROLE_NAME = re.compile(r"[A-Za-z0-9+=,.@_\-/]{1,512}")
 
