@@ -193,6 +193,16 @@ def _suggest(word: str, choices: Mapping[str, Any] | list[str]) -> str:
 # --- YAML with line numbers ----------------------------------------------------------------
 
 
+def _key_value(node: yaml.Node) -> Any:
+    """A mapping key as PyYAML constructs it (`yes` is True), so paths match the data."""
+    if node.tag == "tag:yaml.org,2002:str" or not isinstance(node, yaml.ScalarNode):
+        return node.value
+    try:
+        return yaml.safe_load(node.value)
+    except yaml.YAMLError:
+        return node.value
+
+
 class _LineIndex:
     """Maps a path inside the document (keys and list indices) to its 1-based line."""
 
@@ -205,7 +215,7 @@ class _LineIndex:
         if isinstance(node, yaml.MappingNode):
             seen: set[Any] = set()
             for key_node, value_node in node.value:
-                key = key_node.value
+                key = _key_value(key_node)
                 child = (*path, key)
                 if key in seen:
                     self.duplicates.append((child, key_node.start_mark.line + 1))
@@ -232,6 +242,8 @@ def _pydantic_messages(
 ) -> Iterator[tuple[tuple[Any, ...], str]]:
     reported: set[tuple[Any, ...]] = set()
     for item in error.errors(include_url=False):
+        if "[key]" in item["loc"]:
+            continue  # a bad key: _key_problems names it on its own line
         loc = tuple(
             p for p in item["loc"] if p not in ("str", "list[str]", "int", "function-after")
         )
@@ -254,6 +266,10 @@ def _pydantic_messages(
             yield loc, "timeout must be seconds or a duration like 30m or 1h"
         elif kind == "too_short" and loc in (("locations",), ("workloads",)):
             yield loc, f"declare at least one entry under {loc[0]}:"
+        elif kind in ("dict_type", "model_type", "model_attributes_type"):
+            yield loc, "expected a mapping of fields here (key: value lines)"
+        elif kind == "list_type":
+            yield loc, 'expected a list here, like ["a", "b"]'
         elif kind == "string_type":
             shown = item.get("input")
             yield loc, f"expected a string, got {type(shown).__name__} {shown!r} (quote it in YAML)"
@@ -287,12 +303,14 @@ def _key_problems(data: Mapping[str, Any]) -> Iterator[tuple[tuple[Any, ...], st
             if problem:
                 yield (section, name), problem
     hosts = data.get("hosts")
-    for host in hosts if isinstance(hosts, Mapping) else ():
+    for host, location in hosts.items() if isinstance(hosts, Mapping) else ():
         if not isinstance(host, str) or not _HOST_KEY.fullmatch(host):
             yield (
                 ("hosts", host),
                 f"{host!r} is not a valid host (hostname, mi-/i- id, container-instance id or ARN)",
             )
+        elif isinstance(location, str) and name_problem(location, "location"):
+            yield ("hosts", host), str(name_problem(location, "location"))
 
 
 def _cross_references(data: Mapping[str, Any]) -> Iterator[tuple[tuple[Any, ...], str]]:
@@ -354,25 +372,31 @@ def parse_config(text: str, source: str = DEFAULT_PATH) -> Config:
         )
     index = _LineIndex()
     index.walk(node, ())
-    problems: list[tuple[int, str]] = [
-        (line, f"{source}:{line}: {_dotted(path)}: key appears twice; keep one")
-        for path, line in index.duplicates
+    found: list[tuple[tuple[Any, ...], str]] = [
+        (path, "key appears twice; keep one") for path, _ in index.duplicates
     ]
-    for path, message in [*_key_problems(data), *_cross_references(data)]:
-        problems.append(
-            (index.line(path), f"{source}:{index.line(path)}: {_dotted(path)}: {message}")
-        )
+    found += [*_key_problems(data), *_cross_references(data)]
     try:
         config = Config.model_validate(data)
     except ValidationError as error:
-        for path, message in _pydantic_messages(error, _known_fields()):
-            line = index.line(path)
-            field = _dotted(path) or "(top level)"
-            problems.append((line, f"{source}:{line}: {field}: {message}"))
+        found += list(_pydantic_messages(error, _known_fields()))
         config = None
-    if problems:
-        unique = list(dict.fromkeys(message for _, message in sorted(problems, key=lambda p: p[0])))
-        raise ConfigError(unique)
+    if found:
+        # One message per field: the first said (a name's own problem before its side effects).
+        first: dict[tuple[Any, ...], str] = {}
+        for path, message in found:
+            first.setdefault(tuple(str(p) for p in path), message)
+        problems = sorted(
+            {
+                (
+                    index.line(path),
+                    f"{source}:{index.line(path)}: {_dotted(path) or '(top level)'}: {message}",
+                )
+                for path, message in found
+                if first.get(tuple(str(p) for p in path)) == message
+            }
+        )
+        raise ConfigError([message for _, message in problems])
     assert config is not None
     config._source = source
     return config

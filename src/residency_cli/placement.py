@@ -14,6 +14,11 @@ from typing import Any
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
 _RESERVED_PREFIX = "ecs."
+# Words of the cluster query language: as a bare value they would read as an operator.
+RESERVED_WORDS = frozenset(
+    {"and", "or", "not", "in", "not_in", "exists", "not_exists", "equals", "not_equals"}
+    | {"matches", "not_matches"}
+)
 
 
 class ExpressionError(ValueError):
@@ -27,7 +32,7 @@ def name_problem(value: object, what: str = "value") -> str | None:
     bracket, comma or `==` could otherwise change the meaning of a placement expression.
     """
     if not isinstance(value, str):
-        return f"{what} must be a string, got {type(value).__name__}"
+        return f"{what} must be a string, got {type(value).__name__} (quote it in YAML)"
     if not value:
         return f"{what} must not be empty"
     if len(value) > 128:
@@ -36,6 +41,8 @@ def name_problem(value: object, what: str = "value") -> str | None:
         bad = sorted({c for c in value if not NAME_PATTERN.fullmatch(c)})
         shown = " ".join(repr(c) for c in bad)
         return f"{what} {value!r} contains {shown}; use only letters, digits, '_', '.' and '-'"
+    if value.lower() in RESERVED_WORDS:
+        return f"{what} {value!r} is a word of the ECS query language; choose another name"
     return None
 
 

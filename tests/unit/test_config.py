@@ -85,6 +85,26 @@ def _replace(old: str, new: str) -> str:
 
 # (name, text, expected line, words the one message must contain)
 MALFORMED: list[tuple[str, str, int, list[str]]] = [
+    (
+        "host location injection",
+        _replace("  tax.host: frankfurt", '  tax.host: "x == y"'),
+        13,
+        ["'='"],
+    ),
+    (
+        "host location list",
+        _replace("  tax.host: frankfurt", '  tax.host: "newyork, frankfurt"'),
+        13,
+        ["','"],
+    ),
+    (
+        "keyword location",
+        _replace("    location: newyork\n", "    location: [newyork, or]\n"),
+        17,
+        ["query language"],
+    ),
+    ("boolean key", _replace("  frankfurt:\n", "  yes: {}\n  frankfurt:\n"), 9, ["quote it"]),
+    ("workload null", VALID + "  w2: null\n", 26, ["expected a mapping"]),
     ("yaml syntax", VALID + "  bad: [unclosed\n", 27, ["YAML syntax", "starts on line 26"]),
     ("tab indentation", VALID.replace("  tax:\n", "\ttax:\n"), 23, ["YAML syntax"]),
     ("empty file", "", 1, ["empty"]),
