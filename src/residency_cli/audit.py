@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from residency_cli.config import Config, workload_for_task
-from residency_cli.dispatch import HOST_LOCATION_TAG, list_workload_tasks, task_tag
+from residency_cli.dispatch import HOST_LOCATION_TAG, iso_time, list_workload_tasks, task_tag
 from residency_cli.hosts import hosts_of_tasks
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ def audit(
                 container_instance_arn=str(instance_arn) if instance_arn else None,
                 location_then=then,
                 location_now=location_now,
-                started_at=started.isoformat() if started else None,
+                started_at=iso_time(started),
                 verdict="violation" if reason else "compliant",
                 reason=reason,
             )

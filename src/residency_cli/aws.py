@@ -123,8 +123,19 @@ def make_client(session: boto3.Session, service: str, settings: AwsSettings) -> 
         read_timeout=READ_TIMEOUT_SECONDS,
         user_agent_extra="residency",
     )
+    import botocore.exceptions
+
     endpoint = settings.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
-    return session.client(service, endpoint_url=endpoint, config=config)  # type: ignore[call-overload]
+    try:
+        return session.client(service, endpoint_url=endpoint, config=config)  # type: ignore[call-overload]
+    except botocore.exceptions.InvalidRegionError:
+        raise UsageError(
+            f"invalid AWS region {session.region_name!r}", hint="use a name like eu-central-1"
+        ) from None
+    except ValueError as error:  # botocore: "Invalid endpoint: ..."
+        raise UsageError(
+            f"{error}", hint="--endpoint-url takes a URL like http://127.0.0.1:4599"
+        ) from None
 
 
 def error_code(error: BaseException) -> str | None:

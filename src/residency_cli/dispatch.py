@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from residency_cli.aws import aws_errors, error_code, is_aws_error
 from residency_cli.config import LOCATION_TAG, WORKLOAD_TAG, Config, Workload, workload_for_task
-from residency_cli.errors import UsageError
+from residency_cli.errors import OutputClosed, UsageError
 from residency_cli.hosts import (
     describe_container_instances,
     host_from_instance,
@@ -44,10 +44,12 @@ if TYPE_CHECKING:
     from mypy_boto3_logs import CloudWatchLogsClient
     from mypy_boto3_ssm import SSMClient
 
-    from residency_cli.logs import LogEvent, LogFollower
+    from residency_cli.logs import LogEvent, LogFollower, LogStream
 
 STARTED_BY = "residency"
 RUN_ID_TAG = "residency:run-id"
+# How the stoppedReason of a task residency stopped for its placement begins.
+VIOLATION_REASON_PREFIX = "residency: host "
 # Where a task was verified to run: audit's "location then", whatever the host carries later.
 HOST_LOCATION_TAG = "residency:host-location"
 MAX_COUNT = 10  # RunTask starts at most 10 tasks per call
@@ -373,7 +375,7 @@ def stop_misplaced(
 ) -> str:
     where = host.hostname or host.instance_id or host.container_instance_arn
     reason = (
-        f"residency: host {where} is in {host.location or 'no location'}, "
+        f"{VIOLATION_REASON_PREFIX}{where} is in {host.location or 'no location'}, "
         f"outside {', '.join(allowed)}"
     )
     with aws_errors(f"stopping misplaced task {task_arn}"):
@@ -418,7 +420,7 @@ class SilentObserver:
         return None
 
 
-def _iso(value: Any) -> str | None:
+def iso_time(value: Any) -> str | None:
     if isinstance(value, datetime):
         return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
     return str(value) if value else None
@@ -456,6 +458,9 @@ def task_outcome(
     )
     exit_code = chosen.get("exitCode")
     stop_code = task.get("stopCode")
+    reason = task.get("stoppedReason") or chosen.get("reason") or None
+    if outcome is None and str(reason or "").startswith(VIOLATION_REASON_PREFIX):
+        outcome = "violation"
     if outcome is None:
         if status != "STOPPED":
             outcome = "dispatched"
@@ -463,7 +468,6 @@ def task_outcome(
             outcome = "not_started"
         else:
             outcome = "succeeded" if exit_code == 0 else "failed"
-    reason = task.get("stoppedReason") or chosen.get("reason") or None
     return TaskOutcome(
         workload=name,
         locations=list(workload.locations),
@@ -478,8 +482,8 @@ def task_outcome(
         stopped_reason=reason,
         log_group=stream[0] if stream else None,
         log_stream=stream[1] if stream else None,
-        started_at=_iso(task.get("startedAt")),
-        stopped_at=_iso(task.get("stoppedAt")),
+        started_at=iso_time(task.get("startedAt")),
+        stopped_at=iso_time(task.get("stoppedAt")),
     )
 
 
@@ -603,29 +607,18 @@ class Waiter:
             self.observer.log(event)
 
 
-def follower_for(
-    ecs: ECSClient,
-    logs_client: Callable[[Sequence[Any]], CloudWatchLogsClient],
-    definition_arn: str,
-    task_arns: Sequence[str],
-    container: str | None,
-) -> tuple[LogFollower | None, dict[str, tuple[str, str]]]:
-    """A follower over every task's streams, and each task's stream of the chosen container."""
-    from residency_cli.logs import LogFollower, locate_streams
+def task_log_streams(
+    ecs: ECSClient, definition_arn: str, task_arns: Sequence[str]
+) -> dict[str, list[LogStream]]:
+    """Each task's awslogs streams (none when the task definition has no awslogs setup)."""
+    from residency_cli.logs import locate_streams
 
     with aws_errors(f"reading task definition {definition_arn}"):
         definition = ecs.describe_task_definition(taskDefinition=definition_arn)["taskDefinition"]
-    streams: list[Any] = []
-    chosen: dict[str, tuple[str, str]] = {}
-    for arn in task_arns:
-        try:
-            located = locate_streams(definition, arn)
-        except UsageError:
-            return None, {}
-        streams.extend(located)
-        main = next((s for s in located if s.container == container), located[0])
-        chosen[arn] = (main.group, main.stream)
-    return LogFollower(logs_client(streams), streams), chosen
+    try:
+        return {arn: locate_streams(definition, arn) for arn in task_arns}
+    except UsageError:
+        return {}
 
 
 # --- run and attach --------------------------------------------------------------------
@@ -785,19 +778,24 @@ class Dispatcher:
     ) -> RunResult:
         name = waiter.workload_name
         container = waiter.workload.container
-        streams: dict[str, tuple[str, str]] = {}
+        definition = str(trackers[0].task.get("taskDefinitionArn"))
+        located = task_log_streams(self.ecs, definition, [t.arn for t in trackers])
+        streams = {
+            arn: next(((s.group, s.stream) for s in found if s.container == container),
+                      (found[0].group, found[0].stream))
+            for arn, found in located.items()
+        }  # fmt: skip
         if any(t.violation for t in trackers) or not wait:
             return self._result(name, trackers, run_id, request, streams, None)
-        definition = str(trackers[0].task.get("taskDefinitionArn"))
-        if self.logs_client is not None:
-            follower, streams = follower_for(
-                self.ecs, self.logs_client, definition, [t.arn for t in trackers], container
-            )
-            if follow:
-                waiter.follower = follower
+        if follow and self.logs_client is not None and located:
+            from residency_cli.logs import LogFollower
+
+            every = [stream for found in located.values() for stream in found]
+            waiter.follower = LogFollower(self.logs_client(every), every)
         try:
             finished = waiter.wait(trackers, timeout)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, OutputClosed):
+            # Ctrl-C, or the reader of our output went away: the task is left running.
             return self._result(name, trackers, run_id, request, streams, "interrupted")
         return self._result(
             name, trackers, run_id, request, streams, None if finished else "timeout"
@@ -829,7 +827,13 @@ class Dispatcher:
                 outcome=outcome,
             )
             if tracker.violation:
-                result = TaskOutcome(**{**result.__dict__, "message": tracker.violation})
+                result = TaskOutcome(
+                    **{
+                        **result.__dict__,
+                        "message": tracker.violation,
+                        "stopped_reason": result.stopped_reason or tracker.violation,
+                    }
+                )
             outcomes.append(result)
         attributes = {t.arn: t.attributes or {} for t in trackers}
         return RunResult(outcomes, request, host_attributes=attributes)

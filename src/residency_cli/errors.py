@@ -74,6 +74,12 @@ class AwsError(ResidencyError):
     exit_code = 7
 
 
+class OutputClosed(ResidencyError):
+    """stdout was closed by its reader (`residency logs ... | head`): stop quietly."""
+
+    exit_code = 0
+
+
 class InterruptedByUser(ResidencyError):
     """Ctrl-C; a dispatched task is left running."""
 

@@ -245,6 +245,32 @@ def running_workloads(ecs: ECSClient, config: Config, host: Host) -> dict[str, l
     return found
 
 
+def blocking_work(
+    ecs: ECSClient, config: Config, host: Host, location: str | None
+) -> dict[str, list[str]]:
+    """Workloads running on `host` that `location` (None: no label) would not allow."""
+    return {
+        name: ids
+        for name, ids in running_workloads(ecs, config, host).items()
+        if location not in config.workloads[name].locations
+    }
+
+
+def _refuse_moving_running_work(
+    ecs: ECSClient, config: Config, host: Host, location: str | None
+) -> None:
+    blocking = blocking_work(ecs, config, host, location)
+    if blocking:
+        detail = "; ".join(
+            f"{name} (tasks {', '.join(ids)})" for name, ids in sorted(blocking.items())
+        )
+        raise RefusedError(
+            f"host {host.label} runs tasks that may not run in {location or 'no location'}: "
+            f"{detail}",
+            hint="wait for them to stop or stop them, then relabel",
+        )
+
+
 def _attribute_request(config: Config, host: Host, value: str | None) -> dict[str, Any]:
     # A full ARN as targetId needs no targetType; moto also rejects the pair (DESIGN.md).
     attribute: dict[str, str] = {
@@ -280,19 +306,7 @@ def register_host(
                 f"host {host.label} already carries {config.location_attribute}={previous}; "
                 f"moving it to {location} needs --force"
             )
-        blocking = {
-            name: ids
-            for name, ids in running_workloads(ecs, config, host).items()
-            if location not in config.workloads[name].locations
-        }
-        if blocking:
-            detail = "; ".join(
-                f"{name} (tasks {', '.join(ids)})" for name, ids in sorted(blocking.items())
-            )
-            raise RefusedError(
-                f"host {host.label} runs tasks that may not run in {location}: {detail}",
-                hint="wait for them to stop or stop them, then relabel",
-            )
+        _refuse_moving_running_work(ecs, config, host, location)
     request = _attribute_request(config, host, location)
     action = "add" if previous is None else "change"
     if not dry_run:
@@ -310,6 +324,7 @@ def unregister_host(
     host = resolve_host(ecs, ssm, config, reference)
     if host.location is None:
         return LabelChange(host, config.location_attribute, None, None, "unchanged", dry_run, None)
+    _refuse_moving_running_work(ecs, config, host, None)
     # The value is optional for DeleteAttributes; naming it also makes moto delete it.
     request = _attribute_request(config, host, host.location)
     if not dry_run:
@@ -404,12 +419,7 @@ def _sync_refusals(
     for step in plan.steps:
         if step.previous is None:
             continue
-        blocking = {
-            name: ids
-            for name, ids in running_workloads(ecs, config, step.host).items()
-            if step.location not in config.workloads[name].locations
-        }
-        for name, ids in sorted(blocking.items()):
+        for name, ids in sorted(blocking_work(ecs, config, step.host, step.location).items()):
             problems.append(
                 f"{step.host.label} runs {name} (tasks {', '.join(ids)}), "
                 f"which may not run in {step.location or 'no location'}"
@@ -431,16 +441,11 @@ def _sync_refusals(
     return problems
 
 
-def sync_hosts(
-    ecs: ECSClient,
-    ssm: SSMClient | None,
-    config: Config,
-    *,
-    dry_run: bool = False,
-    force: bool = False,
+def check_sync(
+    ecs: ECSClient, ssm: SSMClient | None, config: Config, *, force: bool = False
 ) -> SyncPlan:
-    """Plan, check, and (unless dry_run) apply the map's `hosts:` section; all or nothing
-    is checked before the first change."""
+    """The plan of `hosts sync`, refused as a whole (RefusedError) if any step would break
+    residency: nothing has changed when this returns or raises."""
     plan = plan_sync(ecs, ssm, config)
     hosts = [
         host_from_instance(i, config.location_attribute)
@@ -449,8 +454,11 @@ def sync_hosts(
     problems = _sync_refusals(ecs, config, plan, hosts, force)
     if problems:
         raise RefusedError("refusing to sync hosts: " + "; ".join(problems))
-    if dry_run or not plan.steps:
-        return SyncPlan(plan.steps, plan.unchanged, dry_run=dry_run, applied=False)
+    return plan
+
+
+def apply_sync(ecs: ECSClient, config: Config, plan: SyncPlan) -> SyncPlan:
+    """Apply a checked plan, one label at a time, in the plan's order."""
     with aws_errors("relabelling hosts"):
         for step in plan.steps:
             request = _attribute_request(config, step.host, step.location or step.previous)
@@ -458,4 +466,19 @@ def sync_hosts(
                 ecs.delete_attributes(**request)
             else:
                 ecs.put_attributes(**request)
-    return SyncPlan(plan.steps, plan.unchanged, dry_run=False, applied=True)
+    return SyncPlan(plan.steps, plan.unchanged, dry_run=False, applied=bool(plan.steps))
+
+
+def sync_hosts(
+    ecs: ECSClient,
+    ssm: SSMClient | None,
+    config: Config,
+    *,
+    dry_run: bool = False,
+    force: bool = False,
+) -> SyncPlan:
+    """Plan, check and (unless dry_run) apply the map's `hosts:` section."""
+    plan = check_sync(ecs, ssm, config, force=force)
+    if dry_run:
+        return SyncPlan(plan.steps, plan.unchanged, dry_run=True, applied=False)
+    return apply_sync(ecs, config, plan)

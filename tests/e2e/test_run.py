@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -219,3 +220,30 @@ def test_ctrl_c_leaves_task_running_and_says_how_to_attach(world: World) -> None
     assert "residency attach " in err and "Traceback" not in err
     task_id = err.split("residency attach ")[-1].split()[0]
     assert world.sandbox.describe_task(task_id)["lastStatus"] == "RUNNING"
+
+
+def test_a_reader_that_stops_reading_ends_run_quietly(world: World, tmp_path: Path) -> None:
+    """`residency run ... | head -1`: no traceback; the task is left running with a hint."""
+    world.sandbox.register_task_definition(
+        "test-chatty", ["sh", "-c", "echo one; sleep 2; echo two; sleep 5; echo three"]
+    )
+    map_path = tmp_path / "chatty.yaml"
+    map_path.write_text(
+        world.map_path.read_text(encoding="utf-8")
+        + "  chatty:\n    task_definition: test-chatty\n    location: newyork\n",
+        encoding="utf-8",
+    )
+    env = {**os.environ, **world.sandbox.env()}
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from residency_cli.cli.app import run; run()",
+         "-c", str(map_path), "run", "chatty"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env,
+        text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    assert process.stdout.readline().rstrip().endswith("one")
+    process.stdout.close()
+    _, err = process.communicate(timeout=60)
+    assert "Traceback" not in err
+    assert process.returncode == 130, err
+    assert "residency attach " in err

@@ -109,7 +109,7 @@ def _verbose(argv: list[str]) -> bool:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; each error of the contract becomes its exit code, never a traceback."""
     from residency_cli.cli import render
-    from residency_cli.errors import ResidencyError
+    from residency_cli.errors import OutputClosed, ResidencyError
 
     args = list(sys.argv[1:] if argv is None else argv)
     command = typer.main.get_command(app)
@@ -124,13 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, typer.Abort):
         render.error("interrupted")
         code = 130
+    except OutputClosed:
+        code = 0  # the reader had enough (`residency logs TASK | head`)
     except ResidencyError as problem:
         render.error(str(problem))
         if _verbose(args) and problem.__cause__ is not None:
             render.note(f"cause: {problem.__cause__!r}")
         code = problem.exit_code
     except BrokenPipeError:
-        # stdout closed early (`residency hosts | head`): not an error worth a traceback.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 0
     except Exception as problem:

@@ -29,7 +29,7 @@ def validate(ctx: typer.Context, output: OutputFormat = OUTPUT_OPTION) -> None:
         render.emit_json(summary)
         return
     render.show(
-        f"[green]✓[/green] {config.source} is valid: cluster {config.cluster}, "
+        f"[green]✓[/green] {render.plain(config.source)} is valid: cluster {config.cluster}, "
         f"{len(config.workloads)} workload(s), {len(config.locations)} location(s), "
         f"{len(config.hosts)} declared host(s)"
     )
@@ -57,8 +57,8 @@ def validate(ctx: typer.Context, output: OutputFormat = OUTPUT_OPTION) -> None:
     )
 
 
-def schema() -> None:
-    """Print the JSON Schema of residency.yaml (for editors)."""
+def schema(output: OutputFormat = OUTPUT_OPTION) -> None:
+    """Print the JSON Schema of residency.yaml (for editors); JSON in both output modes."""
     from residency_cli.config import config_schema
 
     render.emit_json(config_schema())

@@ -46,11 +46,12 @@ def render_checks(checks: list[WorkloadCheck]) -> None:
     for result in checks:
         mark = "[green]ready[/green]" if result.ready else "[red]not ready[/red]"
         render.show(
-            f"{result.workload}: {mark} — {result.task_definition}, "
-            f"placement `{result.expression}`, needs {result.cpu} CPU / {result.memory} MiB"
+            f"{render.plain(result.workload)}: {mark} — {render.plain(result.task_definition)}, "
+            f"placement `{render.plain(result.expression)}`, "
+            f"needs {result.cpu} CPU / {result.memory} MiB"
         )
         for problem in result.problems:
-            render.show(f"  [red]✗[/red] {problem}")
+            render.show(f"  [red]✗[/red] {render.plain(problem)}")
         rows = [
             [
                 v.host.label,
@@ -68,7 +69,9 @@ def render_checks(checks: list[WorkloadCheck]) -> None:
 
 def check(
     ctx: typer.Context,
-    workloads: list[str] = typer.Argument(None, help="Workloads to check (default: all)."),
+    workloads: list[str] = typer.Argument(
+        None, metavar="WORKLOAD", help="Workloads to check (default: all)."
+    ),
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Pre-flight workloads: task definition, log configuration, a compliant host."""
@@ -122,7 +125,8 @@ class ConsoleObserver:
         where = host.hostname or host.instance_id or host.container_instance_arn
         verdict = "[green]allowed[/green]" if allowed else "[red]NOT ALLOWED — stopping it[/red]"
         location = host.location or "no location"
-        self.err.print(f"task {self._short(task_arn)} placed on {where} in {location}: {verdict}")
+        placed = render.plain(f"task {self._short(task_arn)} placed on {where} in {location}")
+        self.err.print(f"{placed}: {verdict}")
 
     def log(self, event: LogEvent) -> None:
         if self.live is not None:
@@ -206,7 +210,7 @@ def render_result(result: RunResult) -> None:
         where = ""
         if host is not None:
             name = host.hostname or host.instance_id or host.container_instance_arn
-            where = f" on {name} ({host.location or 'no location'})"
+            where = render.plain(f" on {name} ({host.location or 'no location'})")
         colour = {"succeeded": "green", "dispatched": "cyan"}.get(task.outcome, "red")
         exit_text = (
             f", exit code {task.exit_code}"
@@ -227,7 +231,7 @@ def render_result(result: RunResult) -> None:
 
 def run(
     ctx: typer.Context,
-    workload: str = typer.Argument(..., help="A workload of the map."),
+    workload: str = typer.Argument(..., metavar="WORKLOAD", help="A workload of the map."),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait until the task stops."),
     follow: bool = FOLLOW_OPTION,
     timeout: str | None = TIMEOUT_OPTION,
@@ -325,7 +329,7 @@ def _dry_run(state: AppState, workload: str, options: Any, output: OutputFormat)
 
 def attach(
     ctx: typer.Context,
-    task: str = typer.Argument(..., help="Task id or ARN."),
+    task: str = typer.Argument(..., metavar="TASK", help="Task id or ARN."),
     follow: bool = FOLLOW_OPTION,
     timeout: str | None = TIMEOUT_OPTION,
     exit_code: ExitCodeMode = typer.Option(ExitCodeMode.residency, "--exit-code"),
@@ -346,7 +350,7 @@ def attach(
 
 def tasks(
     ctx: typer.Context,
-    workload: str | None = typer.Argument(None, help="Only this workload."),
+    workload: str | None = typer.Argument(None, metavar="WORKLOAD", help="Only this workload."),
     status: TaskStatusFilter = typer.Option(
         TaskStatusFilter.all, "--status", help="running, stopped or all."
     ),

@@ -15,7 +15,10 @@ if TYPE_CHECKING:
 hosts_app = typer.Typer(help="The cluster's hosts and their locations.", no_args_is_help=False)
 
 HOST_ARGUMENT: Any = typer.Argument(
-    ..., help="Container-instance ARN or id, mi-/i- instance id, or hostname.", show_default=False
+    ...,
+    metavar="HOST",
+    help="Container-instance ARN or id, mi-/i- instance id, or hostname.",
+    show_default=False,
 )
 
 
@@ -144,13 +147,15 @@ def sync(
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Make the cluster's labels match the map's hosts: section (plan first)."""
-    from residency_cli.hosts import sync_hosts
+    from residency_cli.hosts import apply_sync, check_sync
 
     state = app_state(ctx)
     config = state.config()
     clients = state.clients()
-    plan = sync_hosts(clients.ecs, clients.ssm, config, dry_run=dry_run, force=force)
+    plan = check_sync(clients.ecs, clients.ssm, config, force=force)
     if output is OutputFormat.json:
+        if not dry_run:
+            plan = apply_sync(clients.ecs, config, plan)
         render.emit_json(plan)
         return
     rows = [[s.action, s.host.label, s.previous, s.location, s.declared_as] for s in plan.steps]
@@ -159,7 +164,8 @@ def sync(
         render.show(f"already right: {', '.join(plan.unchanged)}", markup=False)
     if not plan.steps:
         render.show("the cluster's labels already match the map", markup=False)
-    elif plan.dry_run:
+    elif dry_run:
         render.show(f"dry run: {len(plan.steps)} change(s) planned, nothing changed", markup=False)
     else:
+        apply_sync(clients.ecs, config, plan)
         render.show(f"applied {len(plan.steps)} change(s)", markup=False)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -15,6 +16,19 @@ if TYPE_CHECKING:
     from residency_cli.logs import LogEvent
 
 PIPE_WIDTH = 200
+
+
+@contextmanager
+def _to_stdout() -> Iterator[None]:
+    """A reader that stopped reading (`| head`) ends output, not the program with a traceback:
+    stdout becomes /dev/null (so nothing fails at exit) and OutputClosed says so."""
+    try:
+        yield
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        from residency_cli.errors import OutputClosed
+
+        raise OutputClosed("stdout was closed") from None
 
 
 def _console(stderr: bool) -> Console:
@@ -38,15 +52,17 @@ def stderr() -> Console:
 def emit_json(data: Any) -> None:
     from residency_cli.results import to_jsonable
 
-    sys.stdout.write(json.dumps(to_jsonable(data), indent=2, default=str) + "\n")
-    sys.stdout.flush()
+    with _to_stdout():
+        sys.stdout.write(json.dumps(to_jsonable(data), indent=2, default=str) + "\n")
+        sys.stdout.flush()
 
 
 def emit_json_line(data: Any) -> None:
     from residency_cli.results import to_jsonable
 
-    sys.stdout.write(json.dumps(to_jsonable(data), default=str, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
+    with _to_stdout():
+        sys.stdout.write(json.dumps(to_jsonable(data), default=str, separators=(",", ":")) + "\n")
+        sys.stdout.flush()
 
 
 def error(message: str) -> None:
@@ -58,8 +74,9 @@ def error(message: str) -> None:
 
 def raw(line: str) -> None:
     """One line on stdout exactly as given (for `eval "$(residency sandbox env)"`)."""
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    with _to_stdout():
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 def note(message: str) -> None:
@@ -68,18 +85,28 @@ def note(message: str) -> None:
 
 
 def show(message: str, *, markup: bool = True) -> None:
-    stdout().print(message, markup=markup)
+    with _to_stdout():
+        stdout().print(message, markup=markup)
 
 
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     grid = Table(title=title, title_justify="left", header_style="bold")
     for column in columns:
         grid.add_column(column, overflow="fold")
     for row in rows:
-        grid.add_row(*("-" if cell is None else str(cell) for cell in row))
-    stdout().print(grid)
+        grid.add_row(*("-" if cell is None else escape(str(cell)) for cell in row))
+    with _to_stdout():
+        stdout().print(grid)
+
+
+def plain(text: object) -> str:
+    """User or AWS text made safe to embed in a rich markup string (`[a, b]` stays)."""
+    from rich.markup import escape
+
+    return escape(str(text))
 
 
 def yes_no(value: bool) -> str:
@@ -128,5 +155,6 @@ class LogPrinter:
         if self.json_lines:
             emit_json_line(event)
             return
-        self.file.write(self.line(event) + "\n")
-        self.file.flush()
+        with _to_stdout():
+            self.file.write(self.line(event) + "\n")
+            self.file.flush()

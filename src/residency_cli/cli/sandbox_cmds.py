@@ -119,7 +119,9 @@ def env(output: OutputFormat = OUTPUT_OPTION) -> None:
 
 @sandbox_app.command("join")
 def join(
-    hostname: str = typer.Argument(..., help="The new host's name (its SSM ComputerName)."),
+    hostname: str = typer.Argument(
+        ..., metavar="HOSTNAME", help="The new host's name (its SSM ComputerName)."
+    ),
     activation_id: str = typer.Option(
         ..., "--activation-id", help="ActivationId from `residency activate`."
     ),

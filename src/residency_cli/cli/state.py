@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -43,11 +44,12 @@ class AppState:
 
     def config(self) -> Config:
         if self._config is None:
-            from residency_cli.config import load_config, resolve_config_path
+            from residency_cli.config import ENV_VAR, load_config, resolve_config_path
 
             path = self.config_path
-            if self.sandbox and not resolve_config_path(path).exists():
-                path = _sandbox_map() or path  # the map the running sandbox was seeded from
+            named = path or os.environ.get(ENV_VAR)
+            if self.sandbox and not named and not resolve_config_path(None).exists():
+                path = _sandbox_map()  # no map named or here: the one the sandbox was seeded from
             self._config = load_config(path)
         return self._config
 
