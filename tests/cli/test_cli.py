@@ -241,3 +241,35 @@ def test_invalid_map_subprocess(tmp_path: Path) -> None:
         "error: residency.yaml:1: locations: missing required field 'locations'",
         "error: residency.yaml:1: workloads: missing required field 'workloads'",
     ]
+
+
+def test_schema_takes_output_option(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema", "-o", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["type"] == "object"
+
+
+def test_text_keeps_brackets_of_multi_location_placements(
+    map_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["-c", str(map_path), "validate"]) == 0
+    assert "attribute:location in [newyork, sanfrancisco]" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("option", "words"),
+    [
+        (["--endpoint-url", "not-a-url"], "Invalid endpoint"),
+        (["--region", "bad region!"], "invalid AWS region"),
+    ],
+)
+def test_bad_global_options_are_usage_errors(
+    map_path: Path,
+    option: list[str],
+    words: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    assert main(["-c", str(map_path), *option, "hosts"]) == 2
+    assert words in capsys.readouterr().err

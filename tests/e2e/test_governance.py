@@ -193,3 +193,28 @@ def test_every_run_is_journalled_with_who_what_where(
     lines = journal.read_text(encoding="utf-8").splitlines()
     journal.write_text("\n".join([lines[1]]) + "\n", encoding="utf-8")  # drop the first record
     assert main([*base, "journal", "verify"]) == 1
+
+
+def test_unregister_refuses_while_a_task_needs_the_label(world: World) -> None:
+    from residency_cli.hosts import unregister_host
+
+    world.dispatcher().run("slow", RunOptions(run_id="busy2"), wait=False)
+    clients = world.sandbox.clients()
+    with pytest.raises(RefusedError, match="may not run in no location"):
+        unregister_host(clients.ecs, clients.ssm, world.config, "bonus.host")
+    assert _locations(world)["bonus.host"] == "newyork"
+
+
+def test_sandbox_flag_never_replaces_a_named_map(
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    world.sandbox.use(monkeypatch)
+    assert main(["--sandbox", "-c", str(tmp_path / "typo.yaml"), "hosts"]) == 2
+    assert "no residency map" in capsys.readouterr().err
+    monkeypatch.delenv("RESIDENCY_CONFIG")
+    monkeypatch.chdir(tmp_path)
+    assert main(["--sandbox", "hosts", "-o", "json"]) == 0  # no map named: the sandbox's own
+    assert len(json.loads(capsys.readouterr().out)) == 2

@@ -247,3 +247,20 @@ def test_a_reader_that_stops_reading_ends_run_quietly(world: World, tmp_path: Pa
     assert "Traceback" not in err
     assert process.returncode == 130, err
     assert "residency attach " in err
+
+
+def test_json_knows_streams_without_waiting_and_tasks_names_violations(world: World) -> None:
+    from residency_cli.dispatch import recent_tasks
+
+    dispatched = world.dispatcher().run("slow", RunOptions(run_id="nw"), wait=False).primary
+    assert dispatched.log_stream == f"test/main/{dispatched.task_id}"
+    world.sandbox.misplace_next_run_task("tax.host")
+    violation = world.dispatcher().run("hello", RunOptions(run_id="vv")).primary
+    assert violation.outcome == "violation" and violation.stopped_reason
+    world.sandbox.wait_for_task(str(violation.task_arn))
+    clients = world.sandbox.clients()
+    listed = {
+        t.task_arn: t.outcome
+        for t in recent_tasks(clients.ecs, clients.ssm, world.config, "hello", "all")
+    }
+    assert listed[violation.task_arn] == "violation"
