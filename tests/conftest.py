@@ -1,12 +1,20 @@
 """Shared fixtures. `sandbox`: a fresh, seeded in-process sandbox per test (one server per
-session); see docs/sandbox.md and residency_cli.sandbox.testing.SandboxFixture."""
+session); see README ("In tests") and residency_cli.sandbox.testing.SandboxFixture."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
+
+# In CI every property test replays the same examples: a failure there is reproducible,
+# never a coin toss; locally hypothesis explores afresh each run.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")

@@ -317,10 +317,12 @@ def _cross_references(data: Mapping[str, Any]) -> Iterator[tuple[tuple[Any, ...]
     declared = data.get("locations") or {}
     if not isinstance(declared, Mapping) or not declared:
         return  # "declare at least one location" already says it all
-    for host, location in (data.get("hosts") or {}).items():
+    hosts = data.get("hosts")
+    for host, location in hosts.items() if isinstance(hosts, Mapping) else ():
         if _is_undeclared(location, declared):
             yield ("hosts", host), _unknown_location(location, declared)
-    for name, workload in (data.get("workloads") or {}).items():
+    workloads = data.get("workloads")
+    for name, workload in workloads.items() if isinstance(workloads, Mapping) else ():
         if not isinstance(workload, Mapping):
             continue
         raw = workload.get("location")

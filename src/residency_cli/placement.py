@@ -260,10 +260,13 @@ def _evaluate(node: Any, fields: Mapping[str, str]) -> bool:
         return value is not None and value in node[2]
     if kind == "not_in":
         return value is None or value not in node[2]
-    if kind == "matches":
-        return value is not None and re.fullmatch(node[2], value) is not None
-    if kind == "not_matches":
-        return value is None or re.fullmatch(node[2], value) is None
+    if kind in ("matches", "not_matches"):
+        try:
+            pattern = re.compile(node[2])
+        except re.error as error:
+            raise ExpressionError(f"invalid pattern {node[2]!r}: {error}") from None
+        found = value is not None and pattern.fullmatch(value) is not None
+        return found if kind == "matches" else not found
     raise ExpressionError(f"unknown node {kind!r}")  # pragma: no cover - parser never builds it
 
 

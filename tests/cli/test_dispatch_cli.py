@@ -129,3 +129,29 @@ def test_run_bad_arguments_are_usage_errors(
 ) -> None:
     code, _, err = cli(capsys, "-c", str(map_path), "run", "bonus", "--dry-run", *args)
     assert code == 2 and words in err and "Traceback" not in err
+
+
+TASK_REFS = [
+    "",
+    " ",
+    "x" * 300,
+    "arn:aws:ecs:eu-central-1:1:task/x",
+    "../../etc",
+    "0" * 32,
+    "ü;rm -rf",
+]
+
+
+@pytest.mark.parametrize("reference", TASK_REFS)
+@pytest.mark.parametrize("command", ["attach", "logs"])
+def test_any_task_reference_gets_a_clear_answer(
+    moto_cluster: MotoCluster,
+    map_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    reference: str,
+) -> None:
+    code = main(["-c", str(map_path), command, reference])
+    err = capsys.readouterr().err
+    assert code in (2, 7), err
+    assert err.startswith("error: ") and "Traceback" not in err and "internal error" not in err
