@@ -225,7 +225,7 @@ def test_ctrl_c_leaves_task_running_and_says_how_to_attach(world: World) -> None
 def test_a_reader_that_stops_reading_ends_run_quietly(world: World, tmp_path: Path) -> None:
     """`residency run ... | head -1`: no traceback; the task is left running with a hint."""
     world.sandbox.register_task_definition(
-        "test-chatty", ["sh", "-c", "echo one; sleep 2; echo two; sleep 5; echo three"]
+        "test-chatty", ["sh", "-c", "echo one; sleep 4; echo two; sleep 30; echo three"]
     )
     map_path = tmp_path / "chatty.yaml"
     map_path.write_text(
