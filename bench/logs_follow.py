@@ -45,6 +45,16 @@ class Outcome:
     lines_per_second: float
     stopped_to_end_seconds: float
     calls: dict[str, int] = field(default_factory=dict)
+    lost: int = 0  # lines the task printed that were never shown
+    duplicated: int = 0  # lines shown more than once (each extra showing counts)
+
+
+def _lost_duplicated(shown: list[str], expected: list[str]) -> dict[str, int]:
+    seen = Counter(shown)
+    return {
+        "lost": sum(1 for line in expected if line not in seen),
+        "duplicated": sum(n - 1 for n in seen.values() if n > 1),
+    }
 
 
 def _count_calls(client: Any, counter: Counter[str]) -> None:
@@ -144,7 +154,7 @@ class MotoWorld:
 
 
 def run_scenario(world: MotoWorld, name: str, count: int, batch: int) -> Outcome:
-    from residency_cli.cli.logs_cmds import format_event
+    from residency_cli.cli.render import format_event
     from residency_cli.logs import follow_task, task_streams
 
     lines = [f"line {i:06d} " + "x" * 40 for i in range(count)]
@@ -189,12 +199,13 @@ def run_scenario(world: MotoWorld, name: str, count: int, batch: int) -> Outcome
         lines_per_second=round(len(shown) / seconds) if seconds else 0,
         stopped_to_end_seconds=round(ended - (stopped_at[0] if stopped_at else ended), 3),
         calls=dict(sorted(calls.items())),
+        **_lost_duplicated(shown, lines),
     )
 
 
 def read_scenario(world: MotoWorld, count: int, batch: int) -> Outcome:
     """`residency logs TASK` (no --follow) of a stopped task's `count` lines: pure reading."""
-    from residency_cli.cli.logs_cmds import format_event
+    from residency_cli.cli.render import format_event
     from residency_cli.logs import read_logs, task_streams
 
     lines = [f"line {i:06d} " + "x" * 40 for i in range(count)]
@@ -221,6 +232,7 @@ def read_scenario(world: MotoWorld, count: int, batch: int) -> Outcome:
         lines_per_second=round(len(shown) / seconds) if seconds else 0,
         stopped_to_end_seconds=0.0,
         calls=dict(sorted(calls.items())),
+        **_lost_duplicated(shown, lines),
     )
 
 
@@ -230,7 +242,7 @@ def sandbox_scenarios(count: int) -> list[Outcome]:
     import tempfile
     from pathlib import Path
 
-    from residency_cli.cli.logs_cmds import format_event
+    from residency_cli.cli.render import format_event
     from residency_cli.logs import follow_task, task_streams
     from residency_cli.sandbox.testing import SandboxFixture, start_server
 
@@ -284,6 +296,7 @@ def sandbox_scenarios(count: int) -> list[Outcome]:
                             lines_per_second=round(len(shown) / seconds),
                             stopped_to_end_seconds=round(tail, 3),
                             calls=sandbox.call_counts(),
+                            **_lost_duplicated(shown, expected),
                         )
                     )
                 finally:
@@ -319,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
         for o in outcomes:
             verdict = "yes" if o.exactly_once_in_order else "NO"
             sys.stdout.write(
-                f"{o.scenario}: shown {o.shown}/{o.lines}, exactly once in order: {verdict}; "
+                f"{o.scenario}: shown {o.shown}/{o.lines}, exactly once in order: {verdict} "
+                f"(lost {o.lost}, duplicated {o.duplicated}); "
                 f"{o.seconds} s, {o.lines_per_second} lines/s; ended "
                 f"{o.stopped_to_end_seconds} s after STOPPED; calls {o.calls}\n"
             )

@@ -18,8 +18,10 @@ from residency_cli.placement import (
 )
 
 NAME_ALPHABET = string.ascii_letters + string.digits + "_.-"
-names = st.text(alphabet=NAME_ALPHABET, min_size=1, max_size=20)
-attribute_names = names.filter(lambda n: not n.startswith("ecs."))
+names = st.text(alphabet=NAME_ALPHABET, min_size=1, max_size=20).filter(
+    lambda n: name_problem(n) is None
+)
+attribute_names = names.filter(lambda n: attribute_name_problem(n) is None)
 
 
 def test_single_location_builds_exact_contract_expression() -> None:

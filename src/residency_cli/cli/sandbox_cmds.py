@@ -35,6 +35,17 @@ def up(
     label_hosts: bool = typer.Option(
         False, "--label-hosts", help="Label the hosts with the map's hosts: locations."
     ),
+    faults: str | None = typer.Option(
+        None,
+        "--faults",
+        metavar="SPEC",
+        help="Fail a share of requests, e.g. throttle=0.2,error=0.05,reset=0.05,slow=0.1 "
+        "(slow_seconds=S; per operation throttle:RunTask=0.5; S3 only when named: "
+        "throttle:s3=0.1).",
+    ),
+    fault_seed: int | None = typer.Option(
+        None, "--fault-seed", metavar="N", help="Seed of the faults (default: random, shown)."
+    ),
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Start the sandbox in the background, seeded from the map (or the ACME example)."""
@@ -43,7 +54,13 @@ def up(
     from residency_cli.sandbox.seed import resolve_map
 
     map_path = resolve_map(app_state(ctx).config_path)
-    result = start(map_path, DEFAULT_PORT if port is None else port, label_hosts=label_hosts)
+    result = start(
+        map_path,
+        DEFAULT_PORT if port is None else port,
+        label_hosts=label_hosts,
+        faults=faults,
+        fault_seed=fault_seed,
+    )
     if output is OutputFormat.json:
         render.emit_json(result)
         return
@@ -55,6 +72,8 @@ def up(
         markup=False,
     )
     render.note(f"seeded from {result.config}; log: {result.log_file}")
+    if result.faults:
+        render.note(f"injecting faults {result.faults} (--fault-seed {result.fault_seed})")
     render.note(
         'use it with `residency --sandbox ...`, or `eval "$(residency sandbox env)"` for other '
         "AWS clients; stop it with `residency sandbox down`"
@@ -98,6 +117,8 @@ def status(output: OutputFormat = OUTPUT_OPTION) -> None:
                 markup=False,
             )
             render.note(f"map: {result.config}; log: {result.log_file}")
+            if result.faults:
+                render.note(f"injecting faults {result.faults} (--fault-seed {result.fault_seed})")
         else:
             render.show("not running", markup=False)
     if not result.running:

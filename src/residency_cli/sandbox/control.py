@@ -59,6 +59,8 @@ class SandboxStatus:
     stale_pid: int | None = None  # a record of a dead sandbox was found and removed
     log_file: str | None = None
     seconds: float | None = None  # how long `up` took
+    faults: str | None = None  # the fault spec it injects (`up --faults`), None for none
+    fault_seed: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -72,6 +74,8 @@ class SandboxStatus:
             "answering": self.answering,
             "stale_pid": self.stale_pid,
             "log_file": self.log_file,
+            "faults": self.faults,
+            "fault_seed": self.fault_seed,
         }
 
 
@@ -83,13 +87,45 @@ def workdir() -> Path:
     return state_dir() / "sandbox"
 
 
-def answers(endpoint: str, timeout: float = 1.0) -> bool:
-    """Does a residency sandbox answer at `endpoint`?"""
+def health(endpoint: str, timeout: float = 1.0) -> dict[str, Any] | None:
+    """The residency sandbox's health answer at `endpoint` (pid, region, faults), or None."""
     try:
         with urllib.request.urlopen(endpoint + HEALTH_PATH, timeout=timeout) as response:
-            return bool(json.loads(response.read()).get("residency_sandbox"))
+            answer = json.loads(response.read())
     except (OSError, ValueError):
-        return False
+        return None
+    return answer if isinstance(answer, dict) and answer.get("residency_sandbox") else None
+
+
+def answers(endpoint: str, timeout: float = 1.0) -> bool:
+    """Does a residency sandbox answer at `endpoint`?"""
+    return health(endpoint, timeout) is not None
+
+
+def _fault_fields(answer: dict[str, Any] | None) -> tuple[str | None, int | None]:
+    if not answer or not answer.get("faults"):
+        return None, None
+    seed = answer.get("fault_seed")
+    return str(answer["faults"]), int(seed) if isinstance(seed, int) else None
+
+
+def check_faults(spec: str | None, seed: int | None) -> tuple[str | None, int]:
+    """`up --faults SPEC --fault-seed N`: the normalised spec (None for none) and the seed
+    (a random one when not given, so that it can be recorded and replayed).
+    UsageError (exit 2) with one line for a spec that does not parse."""
+    from residency_cli.sandbox.world import FAULT_SPEC_HELP, FaultSpecError, parse_fault_spec
+
+    if seed is not None and not 0 <= seed < 2**63:
+        raise UsageError(f"--fault-seed {seed} must be from 0 to 2**63-1")
+    try:
+        plan = parse_fault_spec(spec)
+    except FaultSpecError as error:
+        raise UsageError(f"--faults: {error}", hint=FAULT_SPEC_HELP) from None
+    if seed is None:
+        import secrets
+
+        seed = secrets.randbelow(2**31)
+    return (plan.spec or None) if plan else None, seed
 
 
 def _reap(pid: int) -> None:
@@ -119,6 +155,8 @@ def status() -> SandboxStatus:
     state, stale = _recorded()
     if state is None:
         return SandboxStatus(running=False, stale_pid=stale, log_file=str(log_file()))
+    answer = health(state.endpoint)
+    faults, fault_seed = _fault_fields(answer)
     return SandboxStatus(
         running=True,
         endpoint=state.endpoint,
@@ -127,8 +165,10 @@ def status() -> SandboxStatus:
         region=state.region,
         config=state.config,
         workdir=state.workdir,
-        answering=answers(state.endpoint),
+        answering=answer is not None,
         log_file=str(log_file()),
+        faults=faults,
+        fault_seed=fault_seed,
     )
 
 
@@ -157,12 +197,18 @@ def up(
     *,
     label_hosts: bool = False,
     timeout: float = START_TIMEOUT_SECONDS,
+    faults: str | None = None,
+    fault_seed: int | None = None,
 ) -> SandboxStatus:
     """Start the sandbox in the background, seeded from `map_path`; return where it listens.
+    With `faults` (see world.parse_fault_spec) it answers a share of requests with
+    throttling, 5xx, dropped connections or delays, drawn from `fault_seed`.
 
-    Refuses (UsageError, exit 2) when one is already running or the port is taken.
+    Refuses (UsageError, exit 2) when one is already running, the port is taken or the
+    fault spec does not parse.
     """
     started = time.monotonic()
+    faults, seed = check_faults(faults, fault_seed)
     state, stale = _recorded()
     if state is not None:
         raise UsageError(
@@ -197,6 +243,8 @@ def up(
     ]
     if label_hosts:
         command.append("--label-hosts")
+    if faults:
+        command += ["--faults", faults, "--fault-seed", str(seed)]
     with open(log, "ab") as output:
         process = subprocess.Popen(
             command,
@@ -221,7 +269,9 @@ def up(
                 f"the sandbox did not start (exit {code}); last lines of {log}:\n{tail}"
             )
         recorded = read_state()
-        if recorded is not None and recorded.pid == process.pid and answers(recorded.endpoint):
+        answer = health(recorded.endpoint) if recorded and recorded.pid == process.pid else None
+        if recorded is not None and answer is not None:
+            injecting, injecting_seed = _fault_fields(answer)
             return SandboxStatus(
                 running=True,
                 endpoint=recorded.endpoint,
@@ -234,6 +284,8 @@ def up(
                 stale_pid=stale,
                 log_file=str(log),
                 seconds=time.monotonic() - started,
+                faults=injecting,
+                fault_seed=injecting_seed,
             )
         time.sleep(0.05)
     _terminate(process.pid, Path(directory))

@@ -1,5 +1,6 @@
 """The sandbox process that `residency sandbox up` starts in the background:
-`python -m residency_cli.sandbox.daemon --port N --map PATH --workdir DIR`.
+`python -m residency_cli.sandbox.daemon --port N --map PATH --workdir DIR
+[--label-hosts] [--faults SPEC --fault-seed N]`.
 
 It serves, seeds, records itself in the state file (state.py), and on SIGTERM stops every
 task process, the server, and removes its record. Exit codes: 0 stopped cleanly, 2 bad
@@ -25,13 +26,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--map", required=True)
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--label-hosts", action="store_true")
+    parser.add_argument("--faults", default=None)
+    parser.add_argument("--fault-seed", type=int, default=0)
     args = parser.parse_args(argv)
 
     from residency_cli.errors import ResidencyError
     from residency_cli.sandbox.seed import load_bundle, load_map, sandbox_region, seed
     from residency_cli.sandbox.server import PortInUseError, SandboxServer
     from residency_cli.sandbox.state import SandboxState, clear_state, read_state, write_state
-    from residency_cli.sandbox.world import world
+    from residency_cli.sandbox.world import FaultSpecError, parse_fault_spec, world
 
     started = time.monotonic()
     map_path = Path(args.map)
@@ -41,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
         bundle = load_bundle(map_path)
     except ResidencyError as error:
         sys.stderr.write(f"error: {error}\n")
+        return 2
+    try:
+        plan = parse_fault_spec(args.faults)
+    except FaultSpecError as error:
+        sys.stderr.write(f"error: --faults: {error}\n")
         return 2
     region = sandbox_region(config)
     server = SandboxServer(args.port, region, workdir)
@@ -74,10 +82,15 @@ def main(argv: list[str] | None = None) -> int:
                 config=str(map_path),
             )
         )
+        # Seeding is never faulted (internal calls); the task processes' calls and every
+        # client's are, from now on.
+        world().faults.configure(plan, args.fault_seed)
         hosts = ", ".join(f"{h.hostname} ({h.instance_id})" for h in result.hosts.values())
+        faults = f"; faults {plan.spec} (seed {args.fault_seed})" if plan else ""
         sys.stdout.write(
             f"sandbox listening on {endpoint} (pid {os.getpid()}), seeded from {map_path} "
-            f"in {time.monotonic() - started:.2f}s: cluster {result.cluster}, hosts {hosts}\n"
+            f"in {time.monotonic() - started:.2f}s: cluster {result.cluster}, hosts {hosts}"
+            f"{faults}\n"
         )
         sys.stdout.flush()
         while not stop.wait(0.5):

@@ -254,6 +254,34 @@ def set_ping_status(region: str, instance_id: str, status: str) -> None:
         info["LastPingDateTime"] = _utcnow()
 
 
+def lost_host_reason(instance_id: str) -> str:
+    """The `stoppedReason` of a task whose host went away: ECS's wording for a container
+    instance that was stopped or terminated under its tasks."""
+    return f"Host EC2 (instance {instance_id}) stopped/terminated"
+
+
+def lose_host(region: str, cluster: str, instance_id: str, timeout: float = 10.0) -> list[str]:
+    """The host disappears mid-task: its ECS agent disconnects (`agentConnected: false`), its
+    SSM agent stops answering (`PingStatus: ConnectionLost`), every task process it runs dies
+    with it, and its unfinished tasks go STOPPED with `lost_host_reason` and no exit code.
+    Returns the ARNs of the tasks it ran (ended here or before)."""
+    sandbox = world()
+    ecs_backends = moto_module("moto.ecs.models").ecs_backends
+    backend = ecs_backends[ACCOUNT_ID][region]
+    with sandbox.lock:
+        runtimes = [r for r in sandbox.runtimes.values() if r.host.instance_id == instance_id]
+        for instance in backend.container_instances.get(cluster, {}).values():
+            if instance.ec2_instance_id == instance_id:
+                instance.agent_connected = False
+    set_ping_status(region, instance_id, "ConnectionLost")
+    reason = lost_host_reason(instance_id)
+    for runtime in runtimes:
+        runtime.lose(reason)
+    for runtime in runtimes:
+        runtime.join(timeout)
+    return [r.task_arn for r in runtimes]
+
+
 _SSM_FILTER_FIELDS = {
     "InstanceIds": "InstanceId",
     "PingStatus": "PingStatus",

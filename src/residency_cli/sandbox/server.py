@@ -1,9 +1,11 @@
 """The sandbox's HTTP endpoint: moto's in-process server (ThreadedMotoServer) on 127.0.0.1,
-behind a small WSGI layer that counts calls per operation, answers injected faults
-(throttling), resets the sandbox's own state with moto's (`POST /moto-api/reset`) and
-answers `GET /residency-sandbox/health` so that `sandbox status` knows whom it talks to, and
-`POST /residency-sandbox/join`, where a new host joins the cluster with an SSM activation
-(what the ECS Anywhere install script does on a real host; `residency sandbox join`).
+behind a small WSGI layer that counts calls per operation, answers injected faults (armed
+ones, and random ones on a share of requests: throttling, 5xx, dropped connections, slow
+answers; see world.FaultPlan), resets the sandbox's own state with moto's
+(`POST /moto-api/reset`), answers `GET /residency-sandbox/health` so that `sandbox status`
+knows whom it talks to (and which faults it injects), and `POST /residency-sandbox/join`,
+where a new host joins the cluster with an SSM activation (what the ECS Anywhere install
+script does on a real host; `residency sandbox join`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import json
 import logging
 import os
 import re
+import socket
+import struct
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -94,8 +98,11 @@ def identify(environ: dict[str, Any]) -> Operation:
     return Operation(service, f"{method} {environ.get('PATH_INFO', '')}", "rest")
 
 
+_REASONS = {400: "Bad Request", 500: "Internal Server Error", 503: "Service Unavailable"}
+
+
 def _error_response(operation: Operation, fault: Fault) -> tuple[str, list[tuple[str, str]], bytes]:
-    status = f"{fault.status} {'Service Unavailable' if fault.status == 503 else 'Bad Request'}"
+    status = f"{fault.status} {_REASONS.get(fault.status, 'Error')}"
     request_id = f"sandbox-{time.monotonic_ns()}"
     if operation.protocol == "json":
         body = json.dumps({"__type": fault.code, "message": fault.message}).encode()
@@ -200,8 +207,15 @@ class SandboxMiddleware:
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "GET")
         if path == HEALTH_PATH:
+            faults = self.world.faults
             body = json.dumps(
-                {"residency_sandbox": True, "pid": os.getpid(), "region": self.world.region}
+                {
+                    "residency_sandbox": True,
+                    "pid": os.getpid(),
+                    "region": self.world.region,
+                    "faults": faults.plan.spec or None,
+                    "fault_seed": faults.seed if faults.plan else None,
+                }
             ).encode()
             start_response("200 OK", [("Content-Type", "application/json")])
             return [body]
@@ -215,12 +229,57 @@ class SandboxMiddleware:
         if environ.get("HTTP_" + INTERNAL_HEADER.upper().replace("-", "_")) == "1":
             return self.app(environ, start_response)
         operation = identify(environ)
-        fault = self.world.faults.record(operation.service, operation.name)
-        if fault is not None:
-            status, headers, body = _error_response(operation, fault)
-            start_response(status, headers)
-            return [body]
-        return self.app(environ, start_response)
+        fault, injection = self.world.faults.record_call(operation.service, operation.name)
+        if fault is None and injection is not None:
+            if injection.kind == "slow":
+                time.sleep(injection.delay)
+                return self.app(environ, start_response)
+            fault = injection.fault()
+        if fault is None:
+            return self.app(environ, start_response)
+        if fault.after:
+            self._handle_and_discard(environ)
+        if fault.kind == "reset":
+            _drop_connection(environ, handled=fault.after)
+        status, headers, body = _error_response(operation, fault)
+        start_response(status, headers)
+        return [body]
+
+    def _handle_and_discard(self, environ: dict[str, Any]) -> None:
+        """moto handles the request (its effect happens); its answer is thrown away."""
+
+        def ignore(status: str, headers: Any, exc_info: Any = None) -> Callable[[bytes], None]:
+            return lambda data: None
+
+        answer = self.app(environ, ignore)
+        try:
+            for _ in answer:
+                pass
+        finally:
+            close = getattr(answer, "close", None)
+            if close is not None:
+                close()
+
+
+def _drop_connection(environ: dict[str, Any], *, handled: bool) -> None:
+    """Close the client's connection without an answer (a reset: SO_LINGER 0), and end the
+    request as a dropped connection, which werkzeug handles quietly. The client sees the
+    connection closed before a response (botocore: ConnectionClosedError, retried)."""
+    if not handled:  # an unread body would be read as the next request on this connection
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            if length > 0:
+                environ["wsgi.input"].read(length)
+        except (OSError, ValueError):
+            pass
+    connection = environ.get("werkzeug.socket")
+    if connection is not None:
+        try:
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    raise ConnectionResetError("connection dropped by the sandbox's fault injection")
 
 
 class PortInUseError(OSError):

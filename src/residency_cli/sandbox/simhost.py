@@ -16,7 +16,10 @@ Real ECS behaviour mirrored here (https://docs.aws.amazon.com/AmazonECS/latest/d
   runtime's `CannotStartContainerError` in the reason;
 - StopTask is `docker stop`: SIGTERM, SIGKILL after the container's stopTimeout (default
   30 s); a process ended by SIGTERM exits 143 (128 + 15), `stopCode: UserInitiated`;
-- the container's main process ending ends the container: leftover children are killed.
+- the container's main process ending ends the container: leftover children are killed;
+- a host that is lost (`lose`: the machine is gone) takes its containers with it: the task
+  stops with the host's loss as `stoppedReason`, no `stopCode` and no container exit code
+  (nothing on the host could report one).
 """
 
 from __future__ import annotations
@@ -246,6 +249,7 @@ class TaskRuntime:
         self.running: list[_Running] = []
         self.stop_requested = threading.Event()
         self._killed = False
+        self._lost: str | None = None
         self._thread = threading.Thread(
             target=self._run, name=f"task-{self.task_arn[-8:]}", daemon=True
         )
@@ -280,6 +284,11 @@ class TaskRuntime:
         for running in list(self.running):
             self._signal(running.process, signal.SIGKILL)
 
+    def lose(self, reason: str) -> None:
+        """The host is gone: its processes die with it and nothing reports an exit code."""
+        self._lost = reason
+        self.kill()
+
     @staticmethod
     def _signal(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
         if process.poll() is not None and sig != signal.SIGKILL:
@@ -294,6 +303,8 @@ class TaskRuntime:
             self._run_unsafe()
         except Exception as error:  # never leave a task PENDING forever
             self._finish(stop_code="TaskFailedToStart", reason=f"sandbox error: {error!r}")
+        finally:
+            self.world.forget_runtime(self)
 
     def _task_dir(self) -> Path:
         return self.world.workdir / "tasks" / self.task_arn.rsplit("/", 1)[-1]
@@ -375,8 +386,12 @@ class TaskRuntime:
                 for running in self.running:
                     if running.process.poll() is None:
                         self._signal(running.process, signal.SIGTERM)
+            # The last process may exit between the poll above and this one.
+            still_running = next((r for r in self.running if r.process.poll() is None), None)
+            if still_running is None:
+                continue
             with contextlib.suppress(subprocess.TimeoutExpired):
-                next(r for r in self.running if r.process.poll() is None).process.wait(0.05)
+                still_running.process.wait(0.05)
         for running in self.running:
             # The container ends with its main process: no stragglers keep the pipes open.
             self._signal(running.process, signal.SIGKILL)
@@ -417,6 +432,9 @@ class TaskRuntime:
                 return
             was_running = task.last_status == "RUNNING"
             user_stop = self.stop_requested.is_set() and not self._killed
+            if self._lost is not None:
+                self._lose_task(task, now, was_running)
+                return
             if stop_code is None:
                 stop_code = "UserInitiated" if user_stop else "EssentialContainerExited"
             task.stop_code = stop_code
@@ -440,6 +458,20 @@ class TaskRuntime:
             task.desired_status = "STOPPED"
             task.last_status = "STOPPED"
             _release(self.backend, task, was_running)
+
+    def _lose_task(self, task: Any, now: datetime, was_running: bool) -> None:
+        task.stop_code = None
+        task.stopped_reason = self._lost
+        for container in task.containers:
+            container.last_status = "STOPPED"
+            container.exit_code = None
+            container.reason = self._lost
+        task.stopping_at = now
+        task.execution_stopped_at = now
+        task.stopped_at = now
+        task.desired_status = "STOPPED"
+        task.last_status = "STOPPED"
+        _release(self.backend, task, was_running)
 
 
 def _container_instance(backend: Any, task: Any) -> Any:

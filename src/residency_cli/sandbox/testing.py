@@ -30,7 +30,14 @@ from residency_cli.sandbox.state import (
     SandboxState,
     write_state,
 )
-from residency_cli.sandbox.world import Fault, SandboxClock, moto_module, world
+from residency_cli.sandbox.world import (
+    Fault,
+    FaultPlan,
+    SandboxClock,
+    moto_module,
+    parse_fault_spec,
+    world,
+)
 
 if TYPE_CHECKING:
     from residency_cli.aws import Clients
@@ -76,6 +83,7 @@ class SandboxFixture:
         logs = self._internal("logs")
         logs.create_log_group(logGroupName=TEST_LOG_GROUP)
         sandbox.faults.clear()
+        sandbox.faults.clear_plan()
         return self
 
     def close(self) -> None:
@@ -83,6 +91,7 @@ class SandboxFixture:
         sandbox = world()
         sandbox.kill_all_tasks()
         sandbox.faults.clear()
+        sandbox.faults.clear_plan()
         sandbox.enabled = False
 
     # --- clients and environment --------------------------------------------------------
@@ -212,6 +221,16 @@ class SandboxFixture:
             instance.agent_connected = connected
         if ping is not None:
             set_ping_status(self.region, host.instance_id, ping)
+
+    def lose_host(self, reference: str, timeout: float = 10.0) -> list[str]:
+        """The host disappears mid-task (the machine is gone): its agents disconnect, its
+        task processes die, its unfinished tasks go STOPPED with `stoppedReason` "Host EC2
+        (instance mi-...) stopped/terminated" and no exit code. Returns when they have;
+        the ARNs of the tasks it ran."""
+        from residency_cli.sandbox.moto_ext import lose_host
+
+        host = self.host(reference)
+        return lose_host(self.region, self.cluster, host.instance_id, timeout)
 
     def _instance(self, host: SimHost) -> Any:
         ecs_backends = moto_module("moto.ecs.models").ecs_backends
@@ -364,9 +383,36 @@ class SandboxFixture:
         status: int = 400,
         message: str = "injected by the sandbox",
         times: int = 1,
+        after: bool = False,
     ) -> None:
-        """The next `times` calls of `operation` fail with this AWS error."""
-        world().faults.arm(operation, Fault(code, status, message, times))
+        """The next `times` calls of `operation` fail with this AWS error; with `after`,
+        the sandbox handles each request first (its effect happens), then answers the error."""
+        world().faults.arm(operation, Fault(code, status, message, times, "error", after))
+
+    def drop_next(self, operation: str, *, times: int = 1, after: bool = False) -> None:
+        """The next `times` calls of `operation` get no answer: the connection is closed
+        (botocore: ConnectionClosedError, which it retries); with `after`, once the sandbox
+        has handled the request (a RunTask whose answer is lost has started its task)."""
+        world().faults.arm(operation, Fault("ConnectionReset", 0, "", times, "reset", after))
+
+    def set_faults(self, spec: str | Mapping[str, float] | None, seed: int = 0) -> FaultPlan:
+        """Random faults on a share of requests, as `residency sandbox up --faults SPEC
+        --fault-seed SEED`: "throttle=0.2,error=0.05,reset=0.05,slow=0.1,slow_seconds=0.2",
+        per operation "throttle:RunTask=0.5" or "throttle:ecs:DescribeTasks=0.5", per service
+        "throttle:s3=0.1" (S3 only when named), or a mapping of the same. Which call gets which
+        fault depends only on the seed, the operation and how many calls of it came before.
+        FaultSpecError for a bad spec; None clears. `reset` clears them too."""
+        plan = parse_fault_spec(spec)
+        world().faults.configure(plan, seed)
+        return plan
+
+    def clear_faults(self) -> None:
+        world().faults.clear_plan()
+
+    def faults_injected(self) -> dict[str, int]:
+        """How many faults were answered since the last reset_calls: by kind ("throttle")
+        and by kind and operation ("throttle ecs:DescribeTasks")."""
+        return world().faults.injected_counts()
 
     def calls(self, operation: str | None = None) -> int:
         """How many calls of `operation` (all calls with None) reached the sandbox,

@@ -8,9 +8,12 @@ everything a client can read; the World only holds what moto has no place for.
 
 from __future__ import annotations
 
+import random
+import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,22 +71,230 @@ class ImageSpec:
 
 @dataclass
 class Fault:
+    """An armed fault: the next `remaining` calls of an operation answer `code` (HTTP
+    `status`); `kind` "reset" drops the connection instead; `after` lets moto handle the
+    request first, so its effect happens and only the answer is lost."""
+
     code: str
     status: int
     message: str
     remaining: int
+    kind: str = "error"
+    after: bool = False
+
+
+FAULT_KINDS = ("throttle", "error", "reset", "slow")
+FAULT_SERVICES = ("ecs", "ssm", "logs", "s3", "sts")
+# Services that the spec's plain rates (`throttle=0.2`) apply to. S3 is left out: the task
+# processes' own uploads go there, and the jobs should not fail because of a global rate.
+DEFAULT_FAULT_SERVICES = ("ecs", "ssm", "logs", "sts")
+DEFAULT_SLOW_SECONDS = 0.5
+MAX_SLOW_SECONDS = 20.0  # below residency's read timeout (30 s)
+_OPERATION = re.compile(r"^[A-Z][A-Za-z0-9]{1,63}$")
+FAULT_SPEC_HELP = (
+    "KIND=RATE[,...] with KIND throttle, error, reset or slow, RATE from 0 to 1; "
+    "KIND:Operation=RATE, KIND:service=RATE or KIND:service:Operation=RATE for one "
+    "operation or service (ecs, ssm, logs, s3, sts); slow_seconds=S; "
+    "e.g. throttle=0.2,error=0.05,reset:RunTask=0.5"
+)
+
+
+class FaultSpecError(ValueError):
+    """A fault spec that does not parse; the message is one line."""
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    """Random faults on a share of requests: rates by (kind, target), where target is ""
+    (every default service), a service ("s3"), an operation ("RunTask") or both
+    ("ecs:RunTask"). The most specific rule for a request wins, per kind."""
+
+    rates: dict[tuple[str, str], float] = field(default_factory=dict)
+    slow_seconds: float = DEFAULT_SLOW_SECONDS
+    spec: str = ""
+
+    def __bool__(self) -> bool:
+        return any(rate > 0 for rate in self.rates.values())
+
+    def rate(self, kind: str, service: str, operation: str) -> float:
+        for target in (f"{service}:{operation}", operation, service):
+            if (kind, target) in self.rates:
+                return self.rates[(kind, target)]
+        if service in DEFAULT_FAULT_SERVICES:
+            return self.rates.get((kind, ""), 0.0)
+        return 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec,
+            "rates": {(f"{k}:{t}" if t else k): r for (k, t), r in sorted(self.rates.items())},
+            "slow_seconds": self.slow_seconds,
+        }
+
+
+def _rate(text: str, item: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise FaultSpecError(f"{item!r}: {text!r} is not a number from 0 to 1") from None
+    if not 0.0 <= value <= 1.0 or value != value:
+        raise FaultSpecError(f"{item!r}: the rate must be from 0 to 1")
+    return value
+
+
+def _target(target: str, item: str) -> str:
+    if not target:
+        raise FaultSpecError(f"{item!r}: empty operation or service after ':'")
+    service, _, operation = target.partition(":")
+    if operation:
+        if service not in FAULT_SERVICES:
+            raise FaultSpecError(
+                f"{item!r}: unknown service {service!r} ({', '.join(FAULT_SERVICES)})"
+            )
+        if not _OPERATION.match(operation):
+            raise FaultSpecError(f"{item!r}: {operation!r} is not an operation name like RunTask")
+        return target
+    if target[0].islower():
+        if target not in FAULT_SERVICES:
+            raise FaultSpecError(
+                f"{item!r}: unknown service {target!r} ({', '.join(FAULT_SERVICES)})"
+            )
+        return target
+    if not _OPERATION.match(target):
+        raise FaultSpecError(f"{item!r}: {target!r} is not an operation name like RunTask")
+    return target
+
+
+def parse_fault_spec(spec: str | Mapping[str, float] | None) -> FaultPlan:
+    """`throttle=0.2,error=0.05,reset=0.05,slow=0.1,slow_seconds=0.5,throttle:RunTask=0.5`
+    (or the same as a mapping); FaultSpecError with one line when it does not parse. Empty,
+    None or "none": no faults."""
+    if spec is None:
+        return FaultPlan()
+    if isinstance(spec, Mapping):
+        spec = ",".join(f"{k}={v}" for k, v in spec.items())
+    text = spec.strip()
+    if text in ("", "none", "off"):
+        return FaultPlan(spec="")
+    rates: dict[tuple[str, str], float] = {}
+    slow_seconds: float | None = None
+    for raw in text.split(","):
+        item = raw.strip()
+        if not item:
+            raise FaultSpecError(f"empty item in {text!r}")
+        key, equals, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not equals or not value:
+            raise FaultSpecError(f"{item!r}: expected KIND=RATE")
+        if key == "slow_seconds":
+            if slow_seconds is not None:
+                raise FaultSpecError("slow_seconds is given twice")
+            try:
+                slow_seconds = float(value)
+            except ValueError:
+                raise FaultSpecError(f"{item!r}: {value!r} is not a number of seconds") from None
+            if not 0.0 <= slow_seconds <= MAX_SLOW_SECONDS:
+                raise FaultSpecError(
+                    f"{item!r}: slow_seconds must be from 0 to {MAX_SLOW_SECONDS:g}"
+                )
+            continue
+        kind, _, target = key.partition(":")
+        if kind not in FAULT_KINDS:
+            raise FaultSpecError(
+                f"{item!r}: unknown fault {kind!r} ({', '.join(FAULT_KINDS)}, slow_seconds)"
+            )
+        if ":" in key:
+            target = _target(target, item)
+        if (kind, target) in rates:
+            raise FaultSpecError(f"{item!r}: {key} is given twice")
+        rates[(kind, target)] = _rate(value, item)
+    plan = FaultPlan(
+        rates,
+        DEFAULT_SLOW_SECONDS if slow_seconds is None else slow_seconds,
+        ",".join(p.strip() for p in text.split(",")),
+    )
+    for target in sorted({t for _, t in rates} | {""}):
+        # A request this rule can apply to, with every broader rule that applies with it.
+        if ":" in target:
+            service, operation = target.split(":", 1)
+        elif target[:1].islower():
+            service, operation = target, "-"
+        else:
+            service, operation = "ecs", target or "-"
+        total = sum(plan.rate(kind, service, operation) for kind in FAULT_KINDS)
+        if total > 1.0 + 1e-9:
+            where = f" for {target}" if target else ""
+            raise FaultSpecError(f"the rates{where} add up to {total:g}, more than 1")
+    return plan
+
+
+@dataclass(frozen=True)
+class Injection:
+    """What one request gets: kind throttle/error (an AWS error answer), reset (the
+    connection is dropped without an answer) or slow (the answer is delayed); error and
+    reset happen before moto handles the request or, with `after`, once it has."""
+
+    kind: str
+    after: bool = False
+    status: int = 0
+    code: str = ""
+    message: str = ""
+    delay: float = 0.0
+
+    def fault(self) -> Fault:
+        return Fault(self.code, self.status, self.message, 1, self.kind, self.after)
+
+
+def decide(plan: FaultPlan, seed: int, service: str, operation: str, n: int) -> Injection | None:
+    """The fault for the `n`th call of (service, operation), from a generator seeded by
+    (seed, service, operation, n): the same seed gives the same faults on the same calls
+    whatever other calls happen in between or in which order."""
+    rates = [(kind, plan.rate(kind, service, operation)) for kind in FAULT_KINDS]
+    if not any(rate for _, rate in rates):
+        return None
+    rng = random.Random(f"{seed}/{service}/{operation}/{n}")
+    draw = rng.random()
+    after = rng.random() < 0.5
+    variant = rng.random() < 0.5
+    for kind, rate in rates:
+        if draw >= rate:
+            draw -= rate
+            continue
+        if kind == "throttle":
+            if service == "s3":
+                return Injection(kind, status=503, code="SlowDown",
+                                 message="Please reduce your request rate.")  # fmt: skip
+            return Injection(kind, status=400, code="ThrottlingException", message="Rate exceeded")
+        if kind == "error":
+            if variant:
+                code = "InternalError" if service == "s3" else "InternalFailure"
+                return Injection(kind, after, 500, code, "injected by the sandbox")
+            return Injection(kind, after, 503, "ServiceUnavailable", "injected by the sandbox")
+        if kind == "reset":
+            return Injection(kind, after)
+        return Injection(kind, delay=plan.slow_seconds)
+    return None
 
 
 @dataclass
 class Faults:
-    """Injected errors (the next N calls of an operation fail) and per-operation counters."""
+    """Injected errors (the next N calls of an operation fail), random faults on a share of
+    requests (a FaultPlan and its seed) and per-operation counters."""
 
     pending: dict[str, Fault] = field(default_factory=dict)
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    injected: Counter[tuple[str, str]] = field(default_factory=Counter)  # (kind, service:op)
+    plan: FaultPlan = field(default_factory=FaultPlan)
+    seed: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, service: str, operation: str) -> Fault | None:
         """Count one call; return the fault to answer with, if one is armed for it."""
+        fault, injection = self.record_call(service, operation)
+        return fault if fault is not None else (injection.fault() if injection else None)
+
+    def record_call(self, service: str, operation: str) -> tuple[Fault | None, Injection | None]:
+        """Count one call; the armed fault for it, else the plan's random fault, if any."""
         with self.lock:
             self.counts[(service, operation)] += 1
             for key in (f"{service}:{operation}", operation):
@@ -92,12 +303,24 @@ class Faults:
                     fault.remaining -= 1
                     if fault.remaining == 0:
                         del self.pending[key]
-                    return fault
-        return None
+                    self.injected[(fault.kind, f"{service}:{operation}")] += 1
+                    return fault, None
+            if not self.plan:
+                return None, None
+            n = self.counts[(service, operation)]
+            injection = decide(self.plan, self.seed, service, operation, n)
+            if injection is not None:
+                self.injected[(injection.kind, f"{service}:{operation}")] += 1
+            return None, injection
 
     def arm(self, operation: str, fault: Fault) -> None:
         with self.lock:
             self.pending[operation] = fault
+
+    def configure(self, plan: FaultPlan, seed: int) -> None:
+        with self.lock:
+            self.plan = plan
+            self.seed = seed
 
     def calls(self, operation: str | None = None) -> int:
         with self.lock:
@@ -112,10 +335,26 @@ class Faults:
         with self.lock:
             return {f"{s}:{o}": n for (s, o), n in sorted(self.counts.items())}
 
+    def injected_counts(self) -> dict[str, int]:
+        """How many faults were injected, by "kind" and "kind service:Operation"."""
+        with self.lock:
+            totals: Counter[str] = Counter()
+            for (kind, operation), n in self.injected.items():
+                totals[kind] += n
+                totals[f"{kind} {operation}"] += n
+            return dict(sorted(totals.items()))
+
     def clear(self) -> None:
+        """Counters and armed faults; the plan stays (see clear_plan)."""
         with self.lock:
             self.pending.clear()
             self.counts.clear()
+            self.injected.clear()
+
+    def clear_plan(self) -> None:
+        with self.lock:
+            self.plan = FaultPlan()
+            self.seed = 0
 
 
 class World:
@@ -171,6 +410,13 @@ class World:
         with self.lock:
             self.runtimes[runtime.task_arn] = runtime
 
+    def forget_runtime(self, runtime: TaskRuntime) -> None:
+        """A runtime whose task has stopped is dropped: the sandbox keeps no per-task state
+        beyond what moto keeps (so a long-running sandbox does not grow with every task)."""
+        with self.lock:
+            if self.runtimes.get(runtime.task_arn) is runtime:
+                del self.runtimes[runtime.task_arn]
+
     def process_groups(self) -> list[int]:
         with self.lock:
             return [g for r in self.runtimes.values() for g in r.live_process_groups()]
@@ -208,6 +454,7 @@ class World:
             self.misplace.clear()
             self.clock.reset()
         self.faults.clear()
+        self.faults.clear_plan()
 
 
 _WORLD = World()

@@ -1,0 +1,225 @@
+"""Soak: many consecutive `run`s on the sandbox, across both locations, under mild faults.
+
+Against an in-process sandbox (as bench/dispatch_bench.py): N runs (default 500) alternating
+a newyork and a frankfurt workload (short `python3` tasks that print one line), each through
+`Dispatcher.run` with its logs followed, under random faults (default
+throttle=0.05,error=0.02,reset=0.01; the seed is printed). Every run is checked: the outcome
+is `succeeded`, the host's location is one the workload allows (else: misplaced), and the
+outcome, exit code and log line are there (else: lost). The process's memory (RSS, the
+sandbox and the client share it) and open files (/proc/self/fd) are sampled every 50 runs.
+
+    .venv/bin/python bench/soak.py [--runs 500] [--faults SPEC] [--seed N] [--output PATH]
+
+`make soak` runs it with a fixed seed and writes `.bench/soak.md`, which `make bench` copies
+into BENCHMARKS.md.
+
+Prints a Markdown summary; exits 1 if any run was misplaced or lost, or failed otherwise.
+Not part of `make test` (about 15 minutes on 2 cores: botocore backs off 1 s × 2^n on
+throttling, so most of the time is spent in retries).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import gc
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from residency_cli.aws import Clients
+from residency_cli.config import parse_config
+from residency_cli.dispatch import Dispatcher, RunOptions
+from residency_cli.errors import ResidencyError
+from residency_cli.logs import logs_client_for
+from residency_cli.sandbox.testing import SandboxFixture, start_server
+from residency_cli.waiting import PollInterval
+
+WORKLOADS = {"soak-ny": ("newyork", "bonus.host"), "soak-fra": ("frankfurt", "tax.host")}
+
+
+class Lines:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def status(self, task: Any, previous: str | None) -> None:
+        return None
+
+    def placed(self, task_arn: str, host: Any, allowed: bool) -> None:
+        return None
+
+    def log(self, event: Any) -> None:
+        self.lines.append(event.message)
+
+
+def rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def open_files() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=500)
+    parser.add_argument("--faults", default="throttle=0.05,error=0.02,reset=0.01")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--every", type=int, default=50)
+    parser.add_argument(
+        "--output", type=Path, default=None, help="also write the Markdown summary here"
+    )
+    parser.add_argument(
+        "--reuse-clients",
+        action="store_true",
+        help="one set of boto3 clients for every run (a long-lived process) instead of fresh "
+        "ones per run (what each `residency run` process has)",
+    )
+    args = parser.parse_args()
+    seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "big")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as workdir:
+        server = start_server(Path(workdir))
+        try:
+            sandbox = SandboxFixture(server).reset(label_hosts=True)
+            text = sandbox.config_path.read_text(encoding="utf-8")
+            for name, (location, _) in WORKLOADS.items():
+                sandbox.register_task_definition(
+                    name, ["python3", "-c", f"print('{name} done')"], cpu=64, memory=32
+                )
+                text += f"  {name}:\n    task_definition: {name}\n    location: {location}\n"
+            config = parse_config(text, "soak.yaml")
+            shared = sandbox.clients()
+            sandbox.set_faults(args.faults, seed=seed)
+            samples: list[tuple[int, int, int, float]] = []
+            misplaced: list[str] = []
+            lost: list[str] = []
+            errors: Counter[str] = Counter()
+            outcomes: Counter[str] = Counter()
+            durations: list[float] = []
+            names = list(WORKLOADS)
+
+            def sample(done: int) -> None:
+                gc.collect()
+                samples.append((done, rss_kib(), open_files(), time.monotonic() - started))
+                print(
+                    f"{done} runs, {samples[-1][3]:.0f} s, RSS {samples[-1][1] / 1024:.1f} MiB, "
+                    f"{samples[-1][2]} open files, misplaced {len(misplaced)}, lost {len(lost)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+            sample(0)
+            for index in range(args.runs):
+                name = names[index % len(names)]
+                location, hostname = WORKLOADS[name]
+                observer = Lines()
+                # Fresh clients (and so a fresh adaptive rate limiter) per run, as each
+                # `residency run` process has; one session, so the service models load once.
+                clients = (
+                    shared if args.reuse_clients else Clients(shared.settings, shared.session())
+                )
+                dispatcher = Dispatcher(
+                    clients.ecs,
+                    clients.ssm,
+                    config,
+                    sleep=time.sleep,
+                    now=time.monotonic,
+                    observer=observer,
+                    logs_client=functools.partial(logs_client_for, clients),
+                    interval=PollInterval(floor=0.05, ceiling=0.5),
+                    drain_grace=0.05,
+                )
+                began = time.monotonic()
+                try:
+                    result = dispatcher.run(name, RunOptions(run_id=f"soak-{seed}-{index}"))
+                except ResidencyError as error:  # exit 7 after botocore's retries
+                    errors[str(error).split(":", 1)[0]] += 1
+                    outcomes["error"] += 1
+                    continue
+                durations.append(time.monotonic() - began)
+                primary = result.primary
+                outcomes[primary.outcome] += 1
+                host = primary.host
+                if host is None or host.location != location or host.hostname != hostname:
+                    misplaced.append(f"{index}: {name} on {host}")
+                if (
+                    primary.outcome != "succeeded"
+                    or primary.exit_code != 0
+                    or observer.lines != [f"{name} done"]
+                ):
+                    lost.append(
+                        f"{index}: {name} {primary.outcome} exit {primary.exit_code} "
+                        f"lines {observer.lines} ({primary.stopped_reason})"
+                    )
+                if (index + 1) % args.every == 0:
+                    sample(index + 1)
+            injected = sandbox.faults_injected()
+            calls = sandbox.calls()
+            tasks = sum(
+                len(
+                    sandbox._internal("ecs").list_tasks(
+                        cluster=sandbox.cluster, family=name, desiredStatus="STOPPED"
+                    )["taskArns"]
+                )
+                for name in names
+            )
+        finally:
+            server.stop()
+
+    elapsed = time.monotonic() - started
+    first, last = samples[0], samples[-1]
+    after_warmup = samples[1] if len(samples) > 2 else first
+    lines: list[str] = []
+
+    def out(text: str) -> None:
+        lines.append(text)
+
+    how = "one set of clients" if args.reuse_clients else "fresh clients per run"
+    out(f"## Soak: {args.runs} runs, faults `{args.faults}`, seed {seed}, {how}\n")
+    out("| measure | value |\n|---|---|")
+    out(f"| wall time | {elapsed:.0f} s ({elapsed / max(args.runs, 1):.2f} s per run) |")
+    if durations:
+        out(
+            f"| run time | median {statistics.median(durations):.2f} s, "
+            f"p95 {sorted(durations)[int(len(durations) * 0.95) - 1]:.2f} s, "
+            f"max {max(durations):.2f} s |"
+        )
+    out(f"| outcomes | {', '.join(f'{k} {v}' for k, v in sorted(outcomes.items()))} |")
+    out(f"| misplaced tasks | {len(misplaced)} |")
+    out(f"| lost outcomes (not succeeded with exit 0 and its log line) | {len(lost)} |")
+    out(f"| errors after retries (exit 7) | {sum(errors.values())} {dict(errors) or ''} |")
+    out(f"| tasks started (STOPPED in ECS) | {tasks} |")
+    out(f"| AWS calls | {calls} |")
+    kinds = {k: v for k, v in injected.items() if " " not in k}
+    out(f"| faults injected | {', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))} |")
+    out(
+        f"| RSS | {first[1] / 1024:.1f} MiB at start, {after_warmup[1] / 1024:.1f} MiB after "
+        f"{after_warmup[0]} runs, {last[1] / 1024:.1f} MiB after {last[0]} runs |"
+    )
+    per_run = (last[1] - after_warmup[1]) / max(last[0] - after_warmup[0], 1)
+    out(f"| RSS growth after warm-up | {per_run:.1f} KiB per run |")
+    out(f"| open files | {first[2]} at start, {' → '.join(str(s[2]) for s in samples[1:])} |")
+    out("\n| runs | RSS MiB | open files | elapsed s |\n|---|---|---|---|")
+    for done, rss, fds, at in samples:
+        out(f"| {done} | {rss / 1024:.1f} | {fds} | {at:.0f} |")
+    report = "\n".join(lines) + "\n"
+    sys.stdout.write(report)
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(report, encoding="utf-8")
+    for problem in (misplaced + lost)[:20]:
+        print(f"- {problem}", file=sys.stderr)
+    return 1 if misplaced or lost or errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
