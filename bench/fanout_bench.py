@@ -6,15 +6,14 @@ ten `run`s of `count=10` (RunTask starts at most 10 tasks a call) by one process
 on until every task is seen STOPPED. Every request is counted and timestamped by the sandbox
 (bench/calllog.py), so DescribeTasks per second is measured, not inferred.
 
-The library waits on the tasks of one `run` (one workload) at a time; there is no call that
-waits on several runs at once. Two ways to do it with what exists are measured:
+Two ways are measured:
 
-- `threads`: ten `Dispatcher.run(..., count=10, follow=False)` in ten threads, each
-  dispatching and waiting on its own ten tasks (what ten `residency run --count 10` in
-  parallel would do, in one process);
-- `per-location`: the ten runs dispatched one after the other with `wait=False`, then one
-  `Waiter` per location over its 50 tasks (one batched DescribeTasks per tick covers
-  them all), the two waited on one after the other in the same thread.
+- `one-loop`: the ten runs dispatched one after the other with `wait=False`, then
+  `Dispatcher.wait(runs)`: one loop, one DescribeTasks per tick for all 100 tasks, the hosts
+  of newly placed or newly running tasks read back together;
+- `threads` (the reference): ten `Dispatcher.run(..., count=10, follow=False)` in ten
+  threads, each dispatching and waiting on its own ten tasks (what ten
+  `residency run --count 10` in parallel would do, in one process).
 
     .venv/bin/python bench/fanout_bench.py [--runs 5] [--json]
 """
@@ -85,64 +84,41 @@ def _threads(clients: Any, config: Any, tag: str) -> tuple[int, int, list[str]]:
         thread.join()
     if errors:
         raise errors[0]
-    tasks = [t for r in results for t in r.tasks]
-    problems = [
-        f"{t.workload} {t.task_id}: {t.outcome}, status {t.status}, exit {t.exit_code}, "
-        f"{t.stopped_reason or t.message}"
-        for t in tasks
-        if t.outcome != "succeeded"
-    ]
-    return len(tasks), sum(t.outcome == "succeeded" for t in tasks), problems
+    return _tally([t for r in results for t in r.tasks])
 
 
-def _per_location(clients: Any, config: Any, tag: str) -> tuple[int, int, list[str]]:
-    """Ten runs dispatched without waiting, then one Waiter per location: (tasks,
-    succeeded, what went wrong with the others)."""
-    from residency_cli.dispatch import Dispatcher, RunOptions, SilentObserver, Tracker, Waiter
-    from residency_cli.waiting import describe_tasks
+def _one_loop(clients: Any, config: Any, tag: str) -> tuple[int, int, list[str]]:
+    """Ten runs dispatched without waiting, then `Dispatcher.wait` on all ten in one loop:
+    (tasks, succeeded, what went wrong with the others)."""
+    from residency_cli.dispatch import Dispatcher, RunOptions
 
     dispatcher = Dispatcher(clients.ecs, clients.ssm, config, sleep=time.sleep, now=time.monotonic)
-    arns: dict[str, list[str]] = {name: [] for name in WORKLOADS}
-    placed: dict[str, str | None] = {}  # verified by `run` right after RunTask
-    for name, index in _plan():
-        result = dispatcher.run(
-            name, RunOptions(run_id=f"{tag}-{name}-{index}", count=COUNT), wait=False
-        )
-        for task in result.tasks:
-            arns[name].append(str(task.task_arn))
-            placed[str(task.task_arn)] = task.host.location if task.host else None
-    # One DescribeTasks (up to 100 tasks a call) gives the trackers of both locations.
-    described = {
-        str(t["taskArn"]): t
-        for t in describe_tasks(clients.ecs, config.cluster, [a for v in arns.values() for a in v])
-    }
-    tasks = succeeded = 0
-    problems: list[str] = []
-    for name, (location, _) in WORKLOADS.items():
-        trackers = [Tracker(arn, described[arn]) for arn in arns[name]]
-        waiter = Waiter(
-            clients.ecs, clients.ssm, config, name, SilentObserver(), time.sleep, time.monotonic
-        )
-        waiter.wait(trackers, timeout=120)
-        tasks += len(trackers)
-        for t in trackers:
-            exits = [c.get("exitCode") for c in t.task.get("containers", [])]
-            if (
-                t.status == "STOPPED"
-                and t.violation is None
-                and placed[t.arn] == location
-                and exits == [0] * len(exits)
-            ):
-                succeeded += 1
-            else:
-                problems.append(
-                    f"{name} {t.arn.rsplit('/', 1)[-1]}: status {t.status}, exit {exits}, "
-                    f"placed in {placed[t.arn]}, {t.violation or t.task.get('stoppedReason')}"
-                )
-    return tasks, succeeded, problems
+    runs = [
+        dispatcher.run(name, RunOptions(run_id=f"{tag}-{name}-{index}", count=COUNT), wait=False)
+        for name, index in _plan()
+    ]
+    results = dispatcher.wait(runs, timeout=120)
+    return _tally([t for r in results for t in r.tasks])
 
 
-MODES = {"threads": _threads, "per-location": _per_location}
+def _tally(tasks: list[Any]) -> tuple[int, int, list[str]]:
+    """(tasks, succeeded on a host of the workload's location, what went wrong with the
+    others)."""
+    good = [
+        t
+        for t in tasks
+        if t.outcome == "succeeded" and t.host and t.host.location == WORKLOADS[t.workload][0]
+    ]
+    problems = [
+        f"{t.workload} {t.task_id}: {t.outcome}, status {t.status}, exit {t.exit_code}, "
+        f"on {t.host}, {t.stopped_reason or t.message}"
+        for t in tasks
+        if t not in good
+    ]
+    return len(tasks), len(good), problems
+
+
+MODES = {"threads": _threads, "one-loop": _one_loop}
 
 
 def measure(runs: int) -> dict[str, Any]:

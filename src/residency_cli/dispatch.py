@@ -341,27 +341,30 @@ def aws_cli_command(request: Mapping[str, Any], region: str | None) -> str:
 # --- placement verification ------------------------------------------------------------
 
 
-def placed_host(
-    ecs: ECSClient, ssm: SSMClient | None, config: Config, task: Mapping[str, Any]
-) -> tuple[PlacedHost, dict[str, str]] | None:
-    """Where the task is, read back from the container instance (None: not placed yet)."""
-    arn = task.get("containerInstanceArn")
-    if not arn:
-        return None
-    described = describe_container_instances(ecs, config.cluster, [str(arn)])
-    if not described:
-        return PlacedHost(str(arn), None, None, None), {}
-    host = host_from_instance(described[0], config.location_attribute)
-    names = managed_instance_hostnames(ssm, [host.instance_id or ""])
-    return (
-        PlacedHost(
-            host.container_instance_arn,
-            host.instance_id,
-            names.get(host.instance_id or ""),
-            host.location,
-        ),
-        host.attributes,
-    )
+def placed(host: Host) -> PlacedHost:
+    return PlacedHost(host.container_instance_arn, host.instance_id, host.hostname, host.location)
+
+
+def placed_hosts(
+    ecs: ECSClient, ssm: SSMClient | None, config: Config, tasks: Sequence[Mapping[str, Any]]
+) -> dict[str, tuple[PlacedHost, dict[str, str]]]:
+    """Where each placed task is (task ARN -> host, its attributes), read back from the
+    container instances in one DescribeContainerInstances and one SSM call for them all.
+    A task not placed yet is left out; a host ECS no longer knows has no attributes."""
+    placed_tasks = [t for t in tasks if t.get("containerInstanceArn")]
+    if not placed_tasks:
+        return {}
+    hosts = hosts_of_tasks(ecs, ssm, config, [dict(t) for t in placed_tasks])
+    found: dict[str, tuple[PlacedHost, dict[str, str]]] = {}
+    for task in placed_tasks:
+        instance_arn = str(task["containerInstanceArn"])
+        host = hosts.get(instance_arn)
+        found[str(task["taskArn"])] = (
+            (placed(host), dict(host.attributes))
+            if host is not None
+            else (PlacedHost(instance_arn, None, None, None), {})
+        )
+    return found
 
 
 def placement_allowed(config: Config, workload: Workload, attributes: Mapping[str, str]) -> bool:
@@ -489,10 +492,11 @@ def task_outcome(
 
 @dataclass
 class Tracker:
-    """What the waiting loop knows of one task."""
+    """What the waiting loop knows of one task of a workload."""
 
     arn: str
     task: dict[str, Any]
+    workload: str
     host: PlacedHost | None = None
     attributes: dict[str, str] | None = None
     verified_running: bool = False
@@ -505,43 +509,46 @@ class Tracker:
 
 @dataclass
 class Waiter:
-    """Waits for a run's tasks to stop, following their logs on the same tick."""
+    """Waits for tasks to stop (of one run, or of several runs of any workloads: one
+    DescribeTasks per tick for up to 100 of them), following their logs on the same tick.
+    Each task's placement is judged against its own workload."""
 
     ecs: ECSClient
     ssm: SSMClient | None
     config: Config
-    workload_name: str
     observer: Observer
     sleep: Sleep
     now: Clock
     follower: LogFollower | None = None
     interval: PollInterval = field(default_factory=PollInterval)
     drain_grace: float = DRAIN_GRACE_SECONDS
+    # `run` and `attach` end at the first violation (exit 4); waiting on several runs goes
+    # on with the others (the misplaced task is stopped all the same).
+    stop_on_violation: bool = True
 
-    @property
-    def workload(self) -> Workload:
-        return self.config.workload(self.workload_name)
-
-    def verify(self, tracker: Tracker) -> None:
-        """Read the host back; stop the task at once if its location is not allowed."""
-        found = placed_host(self.ecs, self.ssm, self.config, tracker.task)
-        if found is None:
-            return
-        host, attributes = found
-        allowed = placement_allowed(self.config, self.workload, attributes)
-        if host != tracker.host or not allowed:
-            self.observer.placed(tracker.arn, host, allowed)
-        if allowed and host.location and task_tag(tracker.task, HOST_LOCATION_TAG) is None:
-            record_placement(self.ecs, tracker, host.location)
-        tracker.host = host
-        tracker.attributes = dict(attributes)
-        if not allowed:
-            tracker.violation = stop_misplaced(
-                self.ecs, self.config, tracker.arn, host, self.workload.locations
-            )
+    def verify(self, trackers: Sequence[Tracker]) -> None:
+        """Read the hosts back; stop at once each task whose location is not allowed."""
+        found = placed_hosts(self.ecs, self.ssm, self.config, [t.task for t in trackers])
+        for tracker in trackers:
+            if tracker.arn not in found:
+                continue
+            host, attributes = found[tracker.arn]
+            workload = self.config.workload(tracker.workload)
+            allowed = placement_allowed(self.config, workload, attributes)
+            if host != tracker.host or not allowed:
+                self.observer.placed(tracker.arn, host, allowed)
+            if allowed and host.location and task_tag(tracker.task, HOST_LOCATION_TAG) is None:
+                record_placement(self.ecs, tracker, host.location)
+            tracker.host = host
+            tracker.attributes = dict(attributes)
+            if not allowed:
+                tracker.violation = stop_misplaced(
+                    self.ecs, self.config, tracker.arn, host, workload.locations
+                )
 
     def wait(self, trackers: list[Tracker], timeout: float | None) -> bool:
-        """True when every task stopped; False on timeout. Violations return at once."""
+        """True when every task stopped; False on timeout. With `stop_on_violation`, a
+        violation returns at once."""
         deadline = Deadline(self.now, timeout)
         # The tasks were just described (by RunTask or by attach): the first look is due
         # one interval from now, so DescribeTasks is never called more than once a second.
@@ -552,7 +559,7 @@ class Waiter:
             if tick - last_describe >= self.interval.floor:
                 last_describe = tick
                 changed = self._refresh(trackers)
-                if any(t.violation for t in trackers):
+                if self.stop_on_violation and any(t.violation for t in trackers):
                     return True
             events = self.follower.poll() if self.follower else []
             for event in events:
@@ -580,6 +587,7 @@ class Waiter:
             for t in describe_tasks(self.ecs, self.config.cluster, [t.arn for t in active])
         }
         changed = False
+        unverified: list[Tracker] = []
         for tracker in active:
             task = described.get(tracker.arn)
             if task is None:
@@ -589,11 +597,14 @@ class Waiter:
             if task.get("lastStatus") != previous:
                 changed = True
                 self.observer.status(task, previous)
-            if tracker.host is None or (
-                task.get("lastStatus") == "RUNNING" and not tracker.verified_running
+            if tracker.violation is None and (
+                tracker.host is None
+                or (task.get("lastStatus") == "RUNNING" and not tracker.verified_running)
             ):
                 tracker.verified_running = task.get("lastStatus") == "RUNNING"
-                self.verify(tracker)
+                unverified.append(tracker)
+        if unverified:
+            self.verify(unverified)
         return changed
 
     def _drain(self) -> None:
@@ -703,12 +714,18 @@ class Dispatcher:
             return self._refused(
                 name, options.run_id, request, explain_failures(response.get("failures") or [])
             )
-        trackers = [Tracker(str(t["taskArn"]), t) for t in tasks]
-        waiter = self._waiter(name)
-        for tracker in trackers:
-            waiter.verify(tracker)
+        trackers = [Tracker(str(t["taskArn"]), t, name) for t in tasks]
+        waiter = self._waiter()
+        waiter.verify(trackers)
         return self._follow(
-            waiter, trackers, options.run_id, request, wait=wait, follow=follow, timeout=timeout
+            waiter,
+            name,
+            trackers,
+            options.run_id,
+            request,
+            wait=wait,
+            follow=follow,
+            timeout=timeout,
         )
 
     def attach(
@@ -727,11 +744,12 @@ class Dispatcher:
                 f"task {task_ref} does not belong to a workload of the map",
                 hint="attach follows tasks of the map's workloads only",
             )
-        tracker = Tracker(str(task["taskArn"]), task)
-        waiter = self._waiter(name)
-        waiter.verify(tracker)
+        tracker = Tracker(str(task["taskArn"]), task, name)
+        waiter = self._waiter()
+        waiter.verify([tracker])
         return self._follow(
             waiter,
+            name,
             [tracker],
             task_tag(task, RUN_ID_TAG),
             None,
@@ -740,12 +758,63 @@ class Dispatcher:
             timeout=timeout,
         )
 
-    def _waiter(self, name: str) -> Waiter:
+    def wait(self, runs: Sequence[RunResult], *, timeout: float | None = None) -> list[RunResult]:
+        """Wait on the tasks of several runs (`run(..., wait=False)`, any workloads) in one
+        loop: one DescribeTasks per tick for up to 100 tasks, the hosts of newly placed or
+        newly running tasks read back together, each task judged against its own workload
+        (a misplaced one is stopped, its run's outcome is `violation`, the others go on).
+        Logs are not followed (`residency logs` reads them). The runs in the same order,
+        their outcomes final, or `timeout`/`interrupted` for tasks still running."""
+        pending: list[tuple[RunResult, list[Tracker]]] = []
+        every: list[Tracker] = []
+        arns = [t.task_arn for run in runs for t in run.tasks if t.task_arn]
+        described = {
+            str(t["taskArn"]): t for t in describe_tasks(self.ecs, self.config.cluster, arns)
+        }
+        for run in runs:
+            trackers = []
+            for task in run.tasks:
+                if task.task_arn is None or task.task_arn not in described:
+                    continue
+                tracker = Tracker(
+                    task.task_arn, described[task.task_arn], task.workload, host=task.host
+                )
+                tracker.attributes = run.host_attributes.get(task.task_arn)
+                if task.outcome == "violation":
+                    tracker.violation = task.message or task.stopped_reason or "violation"
+                trackers.append(tracker)
+            pending.append((run, trackers))
+            every += trackers
+        waiter = self._waiter()
+        waiter.stop_on_violation = False
+        still_running: str | None = None
+        try:
+            if not waiter.wait(every, timeout):
+                still_running = "timeout"
+        except (KeyboardInterrupt, OutputClosed):
+            still_running = "interrupted"
+        results = []
+        for run, trackers in pending:
+            if not trackers:
+                results.append(run)
+                continue
+            streams = {
+                t.task_arn: (t.log_group, t.log_stream)
+                for t in run.tasks
+                if t.task_arn and t.log_group and t.log_stream
+            }
+            run_id = run.tasks[0].run_id
+            name = trackers[0].workload
+            results.append(
+                self._result(name, trackers, run_id, run.request, streams, still_running)
+            )
+        return results
+
+    def _waiter(self) -> Waiter:
         return Waiter(
             self.ecs,
             self.ssm,
             self.config,
-            name,
             self.observer,
             self.sleep,
             self.now,
@@ -768,6 +837,7 @@ class Dispatcher:
     def _follow(
         self,
         waiter: Waiter,
+        name: str,
         trackers: list[Tracker],
         run_id: str | None,
         request: dict[str, Any] | None,
@@ -776,8 +846,7 @@ class Dispatcher:
         follow: bool,
         timeout: float | None,
     ) -> RunResult:
-        name = waiter.workload_name
-        container = waiter.workload.container
+        container = self.config.workload(name).container
         definition = str(trackers[0].task.get("taskDefinitionArn"))
         located = task_log_streams(self.ecs, definition, [t.arn for t in trackers])
         streams = {
@@ -869,10 +938,7 @@ def recent_tasks(
         status
     ]
     described = list_workload_tasks(ecs, config, names, statuses)
-    hosts = {
-        arn: PlacedHost(host.container_instance_arn, host.instance_id, host.hostname, host.location)
-        for arn, host in hosts_of_tasks(ecs, ssm, config, described).items()
-    }
+    hosts = {arn: placed(host) for arn, host in hosts_of_tasks(ecs, ssm, config, described).items()}
     results = []
     for task in described:
         owner = workload_for_task(config, task)
