@@ -193,7 +193,7 @@ def _finish(result: RunResult, output: OutputFormat, exit_mode: ExitCodeMode) ->
         "refused": f"refused to dispatch {primary.workload}: {primary.message or result.message}",
         "violation": f"residency violation: {primary.message} (task {task} was stopped)",
         "not_started": f"task {task} never ran to completion: "
-        f"{primary.stop_code or 'stopped'}: {primary.stopped_reason or 'no reason given'}",
+        + ": ".join(filter(None, [primary.stop_code, primary.stopped_reason or "no reason given"])),
         "timeout": f"timed out waiting for task {task}; it is left running: "
         f"residency attach {task}",
         "interrupted": f"interrupted; task {task} is left running: residency attach {task}",
