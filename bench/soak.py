@@ -28,6 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,26 @@ def rss_kib() -> int:
 
 def open_files() -> int:
     return len(os.listdir("/proc/self/fd"))
+
+
+def _growth_by_package(
+    before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, top: int = 6
+) -> list[tuple[str, int]]:
+    """(package, bytes) that grew the most between two snapshots, e.g. `moto/ecs`."""
+    by_package: Counter[str] = Counter()
+    for stat in after.compare_to(before, "filename"):
+        path = stat.traceback[0].filename
+        if "site-packages/" in path:
+            parts = path.split("site-packages/", 1)[1].split("/")
+        elif "/lib/python3." in path:
+            parts = ["stdlib", path.split("/lib/python3.", 1)[1].split("/", 1)[-1]]
+        else:
+            parts = path.split("/")
+        if "residency_cli" in parts:
+            parts = parts[parts.index("residency_cli") :]
+        package = "/".join(parts[:2]) if len(parts) > 2 else parts[0]
+        by_package[package] += stat.size_diff
+    return [(p, n) for p, n in by_package.most_common(top) if n > 0]
 
 
 def main() -> int:
@@ -117,6 +138,7 @@ def main() -> int:
                     flush=True,
                 )
 
+            baseline: tracemalloc.Snapshot | None = None
             sample(0)
             for index in range(args.runs):
                 name = names[index % len(names)]
@@ -162,6 +184,12 @@ def main() -> int:
                     )
                 if (index + 1) % args.every == 0:
                     sample(index + 1)
+                    if index + 1 == args.every:
+                        # After warm-up: where does the memory that is still growing go?
+                        tracemalloc.start()
+                        baseline = tracemalloc.take_snapshot()
+            growth = _growth_by_package(baseline, tracemalloc.take_snapshot()) if baseline else []
+            tracemalloc.stop()
             injected = sandbox.faults_injected()
             calls = sandbox.calls()
             tasks = sum(
@@ -208,6 +236,15 @@ def main() -> int:
     per_run = (last[1] - after_warmup[1]) / max(last[0] - after_warmup[0], 1)
     out(f"| RSS growth after warm-up | {per_run:.1f} KiB per run |")
     out(f"| open files | {first[2]} at start, {' → '.join(str(s[2]) for s in samples[1:])} |")
+    if growth:
+        runs_traced = max(last[0] - after_warmup[0], 1)
+        out(
+            "\nWhere the memory allocated after warm-up and still held at the end went "
+            f"(`tracemalloc`, by package, over {runs_traced} runs):\n"
+        )
+        out("| package | KiB held | KiB per run |\n|---|---|---|")
+        for package, size in growth:
+            out(f"| {package} | {size / 1024:.0f} | {size / 1024 / runs_traced:.1f} |")
     out("\n| runs | RSS MiB | open files | elapsed s |\n|---|---|---|---|")
     for done, rss, fds, at in samples:
         out(f"| {done} | {rss / 1024:.1f} | {fds} | {at:.0f} |")
@@ -218,7 +255,10 @@ def main() -> int:
         args.output.write_text(report, encoding="utf-8")
     for problem in (misplaced + lost)[:20]:
         print(f"- {problem}", file=sys.stderr)
-    return 1 if misplaced or lost or errors else 0
+    files_grew = samples[-1][2] > after_warmup[2]
+    if files_grew:
+        print("- open files grew after warm-up", file=sys.stderr)
+    return 1 if misplaced or lost or errors or files_grew else 0
 
 
 if __name__ == "__main__":

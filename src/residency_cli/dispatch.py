@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from residency_cli.aws import aws_errors, error_code, is_aws_error
 from residency_cli.config import LOCATION_TAG, WORKLOAD_TAG, Config, Workload, workload_for_task
-from residency_cli.errors import OutputClosed, UsageError
+from residency_cli.errors import AwsError, OutputClosed, UsageError
 from residency_cli.hosts import (
     describe_container_instances,
     host_from_instance,
@@ -37,7 +37,14 @@ from residency_cli.results import (
     TaskOutcome,
     WorkloadCheck,
 )
-from residency_cli.waiting import Clock, Deadline, PollInterval, Sleep, describe_tasks
+from residency_cli.waiting import (
+    Clock,
+    Deadline,
+    PollInterval,
+    Sleep,
+    check_task_ref,
+    describe_tasks,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient
@@ -731,9 +738,9 @@ class Dispatcher:
     def attach(
         self, task_ref: str, *, follow: bool = True, timeout: float | None = None
     ) -> RunResult:
-        described = describe_tasks(self.ecs, self.config.cluster, [task_ref])
+        described = describe_tasks(self.ecs, self.config.cluster, [check_task_ref(task_ref)])
         if not described:
-            raise UsageError(
+            raise AwsError(
                 f"task {task_ref} not found in cluster {self.config.cluster}",
                 hint="ECS forgets stopped tasks after about an hour; see `residency tasks`",
             )

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from residency_cli.aws import aws_errors, error_code, is_aws_error, translate_error
 from residency_cli.errors import AwsError, UsageError
+from residency_cli.waiting import check_task_ref
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient
@@ -57,6 +58,8 @@ THROTTLING_CODES = frozenset(
         "LimitExceededException",
     }
 )
+# As `run` (waiting.PollInterval.floor): never more than one DescribeTasks a second.
+DESCRIBE_FLOOR = 1.0
 # A GetLogEvents page is full at 10,000 events or 1,048,576 bytes, each event counting its
 # UTF-8 message plus 26 bytes. A (nearly) full page means more is waiting.
 PAGE_EVENTS = 10_000
@@ -222,11 +225,11 @@ def task_streams(
 ) -> tuple[dict[str, Any], list[LogStream]]:
     """DescribeTasks + DescribeTaskDefinition: the task and the streams of its containers.
 
-    An unknown task is a UsageError (exit 2), like an unknown workload: the user named it.
+    A task ECS does not know is AWS's "not found" (exit 7), as for `attach`.
     """
-    task = describe_task(ecs, cluster, task_ref)
+    task = describe_task(ecs, cluster, check_task_ref(task_ref))
     if task is None:
-        raise UsageError(
+        raise AwsError(
             f"task {task_ref} not found in cluster {cluster}",
             hint="give a task id or ARN of this cluster; ECS forgets stopped tasks after "
             "about an hour (`residency tasks --status all` lists recent ones)",
@@ -545,8 +548,8 @@ def follow_task(
 ) -> FollowResult:
     """Follow a task's logs until it has stopped and every event has been read.
 
-    Each iteration: one DescribeTasks (skipped while a stream has a backlog, but at least
-    every `policy.maximum` seconds) and one `poll()`; then sleep the adaptive interval. Once
+    Each iteration: one DescribeTasks (at most once a second; while a stream has a backlog,
+    once every `policy.maximum` seconds) and one `poll()`; then sleep the adaptive interval. Once
     the task is STOPPED (or ECS no longer knows it), `drain`. A task that stopped longer ago
     than the grace period gets no grace. Throttling backs off; Ctrl-C propagates.
     """
@@ -560,7 +563,10 @@ def follow_task(
     while not stopped:
         moment = now()
         throttled_task = False
-        if not follower.behind or last_describe is None or moment - last_describe >= policy.maximum:
+        since = None if last_describe is None else moment - last_describe
+        # DescribeTasks at most once a second (as `run`); while a stream has a backlog, only
+        # every `policy.maximum` seconds, so that reading catches up first.
+        if since is None or since >= (policy.maximum if follower.behind else DESCRIBE_FLOOR):
             last_describe = moment
             describe_calls += 1
             try:

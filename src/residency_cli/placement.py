@@ -196,6 +196,9 @@ class _Parser:
             raise ExpressionError(f"expected a subject at position {subject.position}")
         operator = self._take()
         name = operator.text.lower()
+        if name == "not" and self._is_word("in"):  # `not in [..]`, as people write it
+            self._take()
+            name = "not_in"
         if name in _UNARY:
             return (_UNARY[name], subject.text)
         if name not in _COMPARISONS:

@@ -8,17 +8,39 @@ while nothing does. Log following shares the same tick (see dispatch.follow_run)
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from residency_cli.aws import aws_errors
+from residency_cli.errors import UsageError
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient
 
 DESCRIBE_BATCH = 100
+# A task id (32 hex digits; older tasks and the sandbox: a UUID) or a task ARN, with or
+# without the cluster name (the older ARN format).
+_TASK_ID = r"[A-Za-z0-9][A-Za-z0-9-]{0,63}"
+_TASK_REF = re.compile(
+    rf"(?:arn:aws[a-z-]*:ecs:[a-z0-9-]+:\d{{12}}:task/(?:[A-Za-z0-9_-]{{1,255}}/)?)?{_TASK_ID}"
+)
+
+
+def check_task_ref(task_ref: str) -> str:
+    """The task id or ARN as given; UsageError (exit 2) when it cannot be one, before any
+    AWS call. Whether ECS knows it is for DescribeTasks to say."""
+    if not _TASK_REF.fullmatch(task_ref):
+        shown = task_ref if len(task_ref) <= 80 else task_ref[:77] + "..."
+        raise UsageError(
+            f"{shown!r} is not a task id or ARN",
+            hint="give the id `residency run` printed (or its ARN); `residency tasks` lists them",
+        )
+    return task_ref
+
+
 Sleep = Callable[[float], None]
 Clock = Callable[[], float]
 

@@ -15,7 +15,7 @@ import boto3
 import pytest
 from moto.moto_api import state_manager
 
-from residency_cli.errors import UsageError
+from residency_cli.errors import AwsError, UsageError
 from residency_cli.logs import LogEvent, LogFollower, follow_task, read_logs, task_streams
 from tests.aws.conftest import REGION, MotoCluster
 from tests.unit.test_logs_support import Clock, throttling
@@ -147,7 +147,7 @@ def test_task_without_log_configuration(moto_cluster: MotoCluster, manual_tasks:
 
 
 def test_unknown_task(moto_cluster: MotoCluster) -> None:
-    with pytest.raises(UsageError, match="task 0000 not found in cluster acme-etl"):
+    with pytest.raises(AwsError, match="task 0000 not found in cluster acme-etl"):
         task_streams(moto_cluster.ecs, moto_cluster.config.cluster, "0000")
 
 

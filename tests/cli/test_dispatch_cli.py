@@ -131,18 +131,22 @@ def test_run_bad_arguments_are_usage_errors(
     assert code == 2 and words in err and "Traceback" not in err
 
 
+# What cannot be a task id or ARN: exit 2 before any AWS call. A well-formed reference ECS
+# does not know: AWS's "not found", exit 7.
 TASK_REFS = [
-    "",
-    " ",
-    "x" * 300,
-    "arn:aws:ecs:eu-central-1:1:task/x",
-    "../../etc",
-    "0" * 32,
-    "ü;rm -rf",
+    ("", 2),
+    (" ", 2),
+    ("x" * 300, 2),
+    ("arn:aws:ecs:eu-central-1:1:task/x", 2),
+    ("../../etc", 2),
+    ("ü;rm -rf", 2),
+    ("0" * 32, 7),
+    ("arn:aws:ecs:eu-central-1:123456789012:task/acme-etl/" + "0" * 32, 7),
+    ("arn:aws:ecs:eu-central-1:123456789012:task/" + "0" * 32, 7),
 ]
 
 
-@pytest.mark.parametrize("reference", TASK_REFS)
+@pytest.mark.parametrize(("reference", "expected"), TASK_REFS)
 @pytest.mark.parametrize("command", ["attach", "logs"])
 def test_any_task_reference_gets_a_clear_answer(
     moto_cluster: MotoCluster,
@@ -150,8 +154,12 @@ def test_any_task_reference_gets_a_clear_answer(
     capsys: pytest.CaptureFixture[str],
     command: str,
     reference: str,
+    expected: int,
 ) -> None:
     code = main(["-c", str(map_path), command, reference])
     err = capsys.readouterr().err
-    assert code in (2, 7), err
+    assert code == expected, err
+    assert len(err.strip().splitlines()) == 1
     assert err.startswith("error: ") and "Traceback" not in err and "internal error" not in err
+    words = "not found in cluster acme-etl" if expected == 7 else "is not a task id or ARN"
+    assert words in err

@@ -132,7 +132,7 @@ def test_logs_of_an_unknown_task(
     moto_cluster: MotoCluster, map_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, _, err = run_cli(capsys, "-c", str(map_path), "logs", "0123")
-    assert code == 2 and "task 0123 not found in cluster acme-etl" in err
+    assert code == 7 and "task 0123 not found in cluster acme-etl" in err
 
 
 def test_logs_of_a_silent_task_says_so(

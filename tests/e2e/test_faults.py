@@ -294,7 +294,7 @@ def test_sandbox_killed_mid_wait_is_exit_7_and_attach_after_restart_is_honest(
         assert again.returncode == 0, again.stderr
         assert "removed the record of a sandbox that had died" in again.stderr
         attach = _cli(env, "--sandbox", "attach", task_id)
-        assert attach.returncode == 2, attach.stderr
+        assert attach.returncode == 7, attach.stderr
         assert f"task {task_id} not found in cluster acme-etl" in attach.stderr
     finally:
         _cli(env, "sandbox", "down")

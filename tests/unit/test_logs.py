@@ -137,10 +137,18 @@ def test_task_streams_describes_task_and_definition() -> None:
     assert [s.stream for s in streams] == ["etl/app/0123456789abcdef"]
 
 
-def test_task_streams_unknown_task_is_a_usage_error() -> None:
+def test_task_streams_unknown_task_is_aws_not_found() -> None:
     ecs = FakeEcs(TASK_ARN, [])
-    with pytest.raises(UsageError, match="task nope not found in cluster acme-etl"):
+    with pytest.raises(AwsError, match="task nope not found in cluster acme-etl") as raised:
         task_streams(ecs, "acme-etl", "nope")  # type: ignore[arg-type]
+    assert raised.value.exit_code == 7
+
+
+def test_task_streams_refuses_what_cannot_be_a_task_before_calling_aws() -> None:
+    ecs = FakeEcs(TASK_ARN, [])
+    with pytest.raises(UsageError, match="'../x' is not a task id or ARN") as raised:
+        task_streams(ecs, "acme-etl", "../x")  # type: ignore[arg-type]
+    assert raised.value.exit_code == 2
 
 
 # --------------------------------------------------------------------------- events
@@ -487,6 +495,36 @@ def test_follow_task_ends_by_itself_after_stop_with_every_line() -> None:
     assert result.events == 4 and result.describe_calls == 6
     assert result.log_api_calls == len(logs.calls)
     assert all(0 <= pause <= 2.0 for pause in clock.sleeps)
+
+
+def test_follow_task_describes_the_task_at_most_once_a_second() -> None:
+    """Logs are polled every 0.25 s while lines arrive; DescribeTasks stays at 1/s at most."""
+    logs = FakeLogs()
+    s = stream()
+    clock = Clock()
+    described_at: list[float] = []
+
+    def progress(n: int) -> None:
+        described_at.append(clock.now())
+        logs.put(s, (n, f"line {n}"))
+
+    ecs = FakeEcs(TASK_ARN, ["RUNNING"] * 8 + ["STOPPED"], on_describe=progress)
+    shown: list[LogEvent] = []
+    result = follow_task(
+        ecs,  # type: ignore[arg-type]
+        logs,  # type: ignore[arg-type]
+        "acme-etl",
+        TASK_ARN,
+        [s],
+        sleep=clock.sleep,
+        now=clock.now,
+        on_event=shown.append,
+        policy=PollPolicy(minimum=0.25, maximum=2.0),
+    )
+    gaps = [b - a for a, b in zip(described_at, described_at[1:])]
+    assert result.describe_calls == 9 and min(gaps) >= 1.0, gaps
+    assert messages(shown) == [f"line {n}" for n in range(9)]
+    assert len(logs.calls) > 2 * result.describe_calls  # the logs were polled faster
 
 
 def test_follow_task_on_a_long_stopped_task_needs_no_grace() -> None:
