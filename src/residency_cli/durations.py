@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+# Ten years: longer is a typo (and past what `--since` can subtract from now).
+MAX_SECONDS = 3650 * 86400
 
 
 def parse_duration(text: str | int | float) -> float:
@@ -13,7 +16,10 @@ def parse_duration(text: str | int | float) -> float:
     if isinstance(text, bool):
         raise ValueError("a duration must be a number of seconds or like 30s, 10m, 1h")
     if isinstance(text, int | float):
-        seconds = float(text)
+        try:
+            seconds = float(text)
+        except OverflowError:
+            seconds = math.inf
     else:
         cleaned = text.strip().lower()
         parts = list(_PART.finditer(cleaned))
@@ -22,8 +28,11 @@ def parse_duration(text: str | int | float) -> float:
         if len(parts) > 1 and any(not p.group(2) for p in parts):
             raise ValueError(f"invalid duration {text!r}: give every part a unit (1h30m)")
         seconds = sum(float(p.group(1)) * _UNIT_SECONDS[p.group(2)] for p in parts)
-    if seconds <= 0:
+    if not seconds > 0:  # NaN too
         raise ValueError(f"invalid duration {text!r}: it must be greater than zero")
+    if seconds > MAX_SECONDS:
+        shown = text if len(str(text)) <= 40 else f"{str(text)[:37]}..."
+        raise ValueError(f"invalid duration {shown!r}: at most {MAX_SECONDS // 86400:.0f}d")
     return seconds
 
 
