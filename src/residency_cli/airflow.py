@@ -26,7 +26,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from residency_cli.config import LOCATION_TAG, WORKLOAD_TAG, Config, load_config
+from residency_cli.config import (
+    LOCATION_TAG,
+    WORKLOAD_TAG,
+    Config,
+    load_config,
+    resolve_config_path,
+    task_definition_family,
+)
 from residency_cli.errors import UsageError
 from residency_cli.placement import build_constraints
 
@@ -96,7 +103,8 @@ def ecs_run_task_kwargs(
     - `config_path`: the map (default: `$RESIDENCY_CONFIG`, else ./residency.yaml), or pass
       an already loaded `config`;
     - `task_definition`: the workload's task definition (dict, or path of its JSON file), read
-      for the container name and the awslogs settings; without it, no log streaming;
+      for the container name and the awslogs settings; default `task-definitions/<family>.json`
+      beside the map when that file exists; without one, no log streaming;
     - `run_id`: value of the `residency:run-id` tag (Airflow template by default; None: no tag).
 
     Add `task_id` (and anything else) yourself: `EcsRunTaskOperator(task_id=..., **kwargs)`.
@@ -104,7 +112,12 @@ def ecs_run_task_kwargs(
     so a broken map is an import error of the DAG, not a wrong dispatch.
     """
     if config is None:
-        config = load_config(None if config_path is None else str(config_path))
+        path = resolve_config_path(None if config_path is None else str(config_path))
+        config = load_config(str(path))
+        if task_definition is None:
+            family = task_definition_family(config.workload(workload).task_definition)
+            beside = path.parent / "task-definitions" / f"{family}.json"
+            task_definition = beside if beside.is_file() else None
     spec = config.workload(workload)
     definition = _load_task_definition(task_definition) if task_definition is not None else None
     container = _container(definition, spec.container) if definition is not None else None

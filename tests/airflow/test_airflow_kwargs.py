@@ -112,6 +112,18 @@ def test_without_a_task_definition_there_is_no_log_streaming(map_path: Path) -> 
     assert "residency:run-id" not in kwargs["tags"]
 
 
+def test_the_task_definition_beside_the_map_is_read_by_default(map_path: Path) -> None:
+    acme = ecs_run_task_kwargs("tax", ACME / "residency.yaml")
+    assert acme["container_name"] == "tax_amount"
+    assert (acme["awslogs_group"], acme["awslogs_stream_prefix"]) == ("/residency/acme", "tax")
+    folder = map_path.parent / "task-definitions"
+    folder.mkdir()
+    (folder / "plain.json").write_text(json.dumps(DEFINITION), encoding="utf-8")
+    assert ecs_run_task_kwargs("plain", map_path)["awslogs_region"] == "us-east-1"
+    given = ecs_run_task_kwargs("plain", map_path, task_definition={"containerDefinitions": []})
+    assert "awslogs_group" not in given  # an explicit task_definition wins
+
+
 def test_overrides_need_a_container(map_path: Path) -> None:
     with pytest.raises(UsageError, match="container"):
         ecs_run_task_kwargs("bonus", map_path)
