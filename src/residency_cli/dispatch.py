@@ -382,15 +382,16 @@ def placement_allowed(config: Config, workload: Workload, attributes: Mapping[st
 
 def stop_misplaced(
     ecs: ECSClient, config: Config, task_arn: str, host: PlacedHost, allowed: Sequence[str]
-) -> str:
+) -> tuple[str, dict[str, Any]]:
+    """Stop the task; the reason given to ECS, and the task as StopTask answered it."""
     where = host.hostname or host.instance_id or host.container_instance_arn
     reason = (
         f"{VIOLATION_REASON_PREFIX}{where} is in {host.location or 'no location'}, "
         f"outside {', '.join(allowed)}"
     )
     with aws_errors(f"stopping misplaced task {task_arn}"):
-        ecs.stop_task(cluster=config.cluster, task=task_arn, reason=reason[:255])
-    return reason
+        answer = ecs.stop_task(cluster=config.cluster, task=task_arn, reason=reason[:255])
+    return reason, dict(answer.get("task") or {})
 
 
 def record_placement(ecs: ECSClient, tracker: Tracker, location: str) -> None:
@@ -549,9 +550,11 @@ class Waiter:
             tracker.host = host
             tracker.attributes = dict(attributes)
             if not allowed:
-                tracker.violation = stop_misplaced(
+                tracker.violation, stopped = stop_misplaced(
                     self.ecs, self.config, tracker.arn, host, workload.locations
                 )
+                if stopped:  # its status as of the stop, not as of RunTask
+                    tracker.task = {**stopped, "tags": tracker.task.get("tags") or []}
 
     def wait(self, trackers: list[Tracker], timeout: float | None) -> bool:
         """True when every task stopped; False on timeout. With `stop_on_violation`, a
@@ -642,7 +645,8 @@ def task_log_streams(
 # --- run and attach --------------------------------------------------------------------
 
 _ECS_FAILURES = {
-    "MemberOf placement constraint unsatisfied.": "no host in the cluster satisfies the placement",
+    "MemberOf placement constraint unsatisfied.": "no ACTIVE host in the cluster satisfies the "
+    "placement (a host may have drained or lost its label since pre-flight)",
     "RESOURCE:CPU": "no compliant host has enough free CPU",
     "RESOURCE:MEMORY": "no compliant host has enough free memory",
     "AGENT": "the ECS agent of every compliant host is disconnected",

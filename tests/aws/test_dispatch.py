@@ -10,7 +10,7 @@ import pytest
 from moto.moto_api import state_manager
 
 from residency_cli.dispatch import Dispatcher, RunOptions, aws_cli_command, client_token
-from tests.aws.conftest import MotoCluster
+from tests.aws.conftest import REGION, MotoCluster
 
 LOG_CONFIGURATION = {
     "logDriver": "awslogs",
@@ -129,14 +129,25 @@ def test_missing_task_definition_refuses(moto_cluster: MotoCluster) -> None:
 def test_draining_and_disconnected_hosts_are_excluded_with_reasons(
     moto_cluster: MotoCluster,
 ) -> None:
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ecs.models import ecs_backends
+
     _register(moto_cluster)
-    arn = moto_cluster.add_host("us", "newyork")
+    draining = moto_cluster.add_host("us", "newyork")
     moto_cluster.ecs.update_container_instances_state(
-        cluster="acme-etl", containerInstances=[arn], status="DRAINING"
+        cluster="acme-etl", containerInstances=[draining], status="DRAINING"
     )
+    disconnected = moto_cluster.add_host("sf", "sanfrancisco")
+    # The ECS API cannot disconnect an agent: reach into moto's model, as the sandbox does.
+    instances = ecs_backends[DEFAULT_ACCOUNT_ID][REGION].container_instances["acme-etl"]
+    instances[disconnected.rsplit("/", 1)[-1]].agent_connected = False
     result = _dispatcher(moto_cluster, FakeClock()).dry_run("bonus", RunOptions(run_id="r"))
     assert not result.check.ready
-    assert result.check.hosts[0].reasons == ["status DRAINING, not ACTIVE"]
+    reasons = {v.host.container_instance_arn: v.reasons for v in result.check.hosts}
+    assert reasons == {
+        draining: ["status DRAINING, not ACTIVE"],
+        disconnected: ["agent disconnected"],
+    }
 
 
 def test_success_waits_until_stopped(moto_cluster: MotoCluster) -> None:
@@ -213,8 +224,8 @@ def test_ecs_failures_are_a_refusal_in_plain_words(moto_cluster: MotoCluster) ->
     result = dispatcher.run("bonus", RunOptions(run_id="f"))
     assert result.outcome == "refused"
     assert result.message == (
-        "no host in the cluster satisfies the placement "
-        "(ECS: MemberOf placement constraint unsatisfied.)"
+        "no ACTIVE host in the cluster satisfies the placement (a host may have drained or "
+        "lost its label since pre-flight) (ECS: MemberOf placement constraint unsatisfied.)"
     )
 
 

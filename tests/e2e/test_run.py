@@ -15,7 +15,7 @@ import pytest
 
 from residency_cli.cli.app import main
 from residency_cli.dispatch import RunOptions
-from residency_cli.errors import UsageError
+from residency_cli.errors import AwsError
 from tests.e2e.conftest import World
 
 
@@ -124,9 +124,10 @@ def test_attach_to_running_and_to_stopped_tasks(world: World) -> None:
     assert again.outcome == "succeeded"
 
 
-def test_attach_unknown_task_is_usage_error(world: World) -> None:
-    with pytest.raises(UsageError, match="not found"):
+def test_attach_unknown_task_is_aws_not_found(world: World) -> None:
+    with pytest.raises(AwsError, match="not found") as raised:
         world.dispatcher().attach("0123456789abcdef0123456789abcdef")
+    assert raised.value.exit_code == 7
 
 
 def test_dry_run_changes_nothing(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timezone
 from typing import Any
 
@@ -146,7 +147,7 @@ def test_task_streams_unknown_task_is_aws_not_found() -> None:
 
 def test_task_streams_refuses_what_cannot_be_a_task_before_calling_aws() -> None:
     ecs = FakeEcs(TASK_ARN, [])
-    with pytest.raises(UsageError, match="'../x' is not a task id or ARN") as raised:
+    with pytest.raises(UsageError, match=r"'\.\./x' is not a task id or ARN") as raised:
         task_streams(ecs, "acme-etl", "../x")  # type: ignore[arg-type]
     assert raised.value.exit_code == 2
 
@@ -521,7 +522,7 @@ def test_follow_task_describes_the_task_at_most_once_a_second() -> None:
         on_event=shown.append,
         policy=PollPolicy(minimum=0.25, maximum=2.0),
     )
-    gaps = [b - a for a, b in zip(described_at, described_at[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(described_at)]
     assert result.describe_calls == 9 and min(gaps) >= 1.0, gaps
     assert messages(shown) == [f"line {n}" for n in range(9)]
     assert len(logs.calls) > 2 * result.describe_calls  # the logs were polled faster

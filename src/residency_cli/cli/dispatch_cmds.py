@@ -191,7 +191,8 @@ def _finish(result: RunResult, output: OutputFormat, exit_mode: ExitCodeMode) ->
         "failed": f"{primary.workload} failed: its container exited with code "
         f"{primary.exit_code} (task {task})",
         "refused": f"refused to dispatch {primary.workload}: {primary.message or result.message}",
-        "violation": f"residency violation: {primary.message} (task {task} was stopped)",
+        "violation": "residency violation: "
+        f"{(primary.message or '').removeprefix('residency: ')} (task {task} was stopped)",
         "not_started": f"task {task} never ran to completion: "
         + ": ".join(filter(None, [primary.stop_code, primary.stopped_reason or "no reason given"])),
         "timeout": f"timed out waiting for task {task}; it is left running: "
