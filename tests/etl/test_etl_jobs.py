@@ -119,7 +119,26 @@ def test_many_batches_match_decimal(tmp_path: Path, aws_env: None) -> None:
             21,
             id="blank-lines",
         ),
+        pytest.param(
+            b"id;first_name;last_name;yearly_salary\r\n\r\n1;A;B;100\r\n\r\n\r\n",
+            [["1", "A", "B", "100", "5"]],
+            21,
+            id="blank-lines-crlf",
+        ),
+        pytest.param(
+            b'id;first_name;last_name;yearly_salary\n1;"x\n\n;;;\n";B;100\n\n2;;C;70000\n',
+            [["1", "x\n\n;;;\n", "B", "100", "5"], ["2", "", "C", "70000", "3500"]],
+            14721,
+            id="empty-lines-inside-a-quoted-field",
+        ),
         pytest.param(b"id;first_name;last_name;yearly_salary\n", [], 0, id="header-only"),
+        pytest.param(b"id;first_name;last_name;yearly_salary\r\n", [], 0, id="header-only-crlf"),
+        pytest.param(
+            b"\xef\xbb\xbfid;first_name;last_name;yearly_salary\r\n\r\n",
+            [],
+            0,
+            id="header-bom-crlf-and-a-blank-line",
+        ),
         pytest.param(b"id;first_name;last_name;yearly_salary", [], 0, id="header-no-newline"),
     ],
 )
@@ -132,6 +151,19 @@ def test_input_formats(
     assert run("tax", "-i", str(source), "-o", str(tmp_path / "t.csv")) == 0
     assert read_rows(tmp_path / "b.csv")[1:] == rows
     assert (tmp_path / "t.csv").read_text() == f"tax_amount\n{tax}\n"
+
+
+def test_quoted_line_breaks_across_block_boundaries(tmp_path: Path) -> None:
+    # Every row holds a quoted line break, so some Arrow block boundary falls inside one.
+    source = tmp_path / "in.csv"
+    rows = [f'{n};"First\nname {n}";"Last;\r\n{n}";{n}.5\n' for n in range(1, 3001)]
+    source.write_bytes((HEADER + "".join(rows)).encode())
+    batches = list(common.read_employees(source, block_size=4096))
+    assert len(batches) > 10
+    names = [name for batch in batches for name in batch.first_names.to_pylist()]
+    assert names == [f"First\nname {n}" for n in range(1, 3001)]
+    cents = [cent for batch in batches for cent in batch.cents.to_pylist()]
+    assert cents == [n * 100 + 50 for n in range(1, 3001)]
 
 
 def test_default_output_is_beside_the_input(tmp_path: Path, aws_env: None) -> None:
@@ -168,7 +200,43 @@ MALFORMED = [
     pytest.param(
         HEADER + '1;"multi\nline";B;5\n2;A;B;x\n', 4, "'x'", id="line-after-multiline-field"
     ),
+    pytest.param(
+        HEADER.replace("\n", "\r") + GOOD, 1, "yearly_salary\\r1;Ingar", id="header-lone-cr"
+    ),
+    pytest.param(HEADER + '1;"A\nB;5\n', 2, "found 2: '1;A\\nB;5\\n'", id="unclosed-quote"),
 ]
+
+
+def _rows_of_empty_fields() -> list[object]:
+    """A row of empty fields (or too few of them) is no blank line: it stops the job, located.
+
+    Each bad row in the middle of the file, as the last line, and as the last line without
+    a line ending, with LF and with CRLF line endings.
+    """
+    cases = [
+        (";;;", "empty id: ';;;'", "semicolons"),
+        ('"";"";"";""', "empty id: ';;;'", "quoted-empties"),
+        (";", "expected 4 fields, found 2: ';'", "one-semicolon"),
+        (";;", "expected 4 fields, found 3: ';;'", "two-semicolons"),
+    ]
+    first, second = "1;Ingar;Raeburn;66841.47", "2;Bart;Scutts;79161.18"
+    params = []
+    for newline, ending in (("\n", "lf"), ("\r\n", "crlf")):
+        head = HEADER.replace("\n", newline)
+        for bad, detail, name in cases:
+            layouts = {
+                "middle": ([first, bad, second], 3),
+                "last": ([first, second, bad], 4),
+            }
+            for where, (lines, line) in layouts.items():
+                content = head + "".join(f"{text}{newline}" for text in lines)
+                params.append(pytest.param(content, line, detail, id=f"{name}-{where}-{ending}"))
+            content = head + f"{first}{newline}{second}{newline}{bad}"
+            params.append(pytest.param(content, 4, detail, id=f"{name}-last-unended-{ending}"))
+    return params
+
+
+MALFORMED += _rows_of_empty_fields()
 
 
 @pytest.mark.parametrize("job", ["bonus", "tax"])

@@ -54,7 +54,6 @@ def test_log_lines_in_order(moto_endpoint: str, tmp_path: Path, script: str, rep
     assert done.returncode == 0, done.stderr
     assert messages(done.stderr) == [
         f"Running on host '{os.uname().nodename}'",
-        f"Bucket '{bucket}' is in eu-central-1, as expected",
         f"Reading CSV file '{SAMPLE}'",
         f"Creating the {report} report at '{out}'",
         f"Uploading local file '{out}' to 's3://{bucket}/hr/2024/report.csv'",
