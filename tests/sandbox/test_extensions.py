@@ -168,6 +168,33 @@ def test_client_token_is_idempotent_for_24_hours(sandbox: Any) -> None:
     assert later["taskArn"] != first["taskArn"]
 
 
+def test_stopped_tasks_are_forgotten_after_an_hour_as_in_ecs(sandbox: Any) -> None:
+    sandbox.label_all()
+    quick = sandbox.register_task_definition("quick", ["true"])
+    slow = sandbox.register_task_definition("slow", ["sleep", "30"])
+    done = run(sandbox, quick, placementConstraints=NEWYORK, clientToken="q")["tasks"][0]
+    sandbox.wait_for_task(done["taskArn"])
+    running = run(sandbox, slow, placementConstraints=NEWYORK)["tasks"][0]
+    sandbox.wait_for_task(running["taskArn"], "RUNNING")
+    ecs = sandbox.client("ecs")
+
+    def described() -> list[str]:
+        answer = ecs.describe_tasks(
+            cluster=sandbox.cluster, tasks=[done["taskArn"], running["taskArn"]]
+        )
+        return [t["taskArn"] for t in answer["tasks"]]
+
+    sandbox.clock.advance(3600 - 60)
+    assert described() == [done["taskArn"], running["taskArn"]]
+    sandbox.clock.advance(120)
+    assert described() == [running["taskArn"]]  # a running task is never forgotten
+    listed = ecs.list_tasks(cluster=sandbox.cluster, desiredStatus="STOPPED")["taskArns"]
+    assert done["taskArn"] not in listed
+    # Its clientToken went with it: the same request now starts a new task.
+    again = run(sandbox, quick, placementConstraints=NEWYORK, clientToken="q")["tasks"][0]
+    assert again["taskArn"] != done["taskArn"]
+
+
 def test_exit_codes_stop_codes_and_timestamps(sandbox: Any) -> None:
     sandbox.label_all()
     failing = sandbox.register_task_definition("three", ["sh", "-c", "echo bye; exit 3"])

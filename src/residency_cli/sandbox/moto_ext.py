@@ -898,6 +898,41 @@ def launch(backend: Any, task: Any, instance: Any) -> None:
     TaskRuntime(sandbox, backend, task, host).start()
 
 
+# ECS keeps a stopped task describable for about an hour, then forgets it.
+STOPPED_TASK_SECONDS = 3600.0
+
+
+def forget_expired(sandbox: World) -> int:
+    """Forget what ECS forgets, by the sandbox clock: STOPPED tasks an hour after they
+    stopped, clientTokens after 24 hours (a token whose tasks are all forgotten goes with
+    them). Keeps the sandbox's memory flat however long it runs. How many tasks went."""
+    backends = moto_module("moto.ecs.models").ecs_backends[ACCOUNT_ID]
+    now = sandbox.clock.now()
+    forgotten = 0
+    with sandbox.lock:
+        for region in {h.region for h in sandbox.hosts.values()}:
+            backend = backends[region]
+            for tasks in backend.tasks.values():
+                for arn, task in list(tasks.items()):
+                    stopped = getattr(task, "stopped_on_sandbox_clock", None)
+                    if (
+                        task.last_status == "STOPPED"
+                        and stopped is not None
+                        and now - stopped >= STOPPED_TASK_SECONDS
+                        and arn not in sandbox.runtimes
+                    ):
+                        del tasks[arn]
+                        forgotten += 1
+            tokens = _tokens(backend)
+            for key, remembered in list(tokens.items()):
+                known = backend.tasks.get(key[0], {})
+                if now - remembered["at"] >= DAY_SECONDS or not any(
+                    arn in known for arn in remembered["tasks"]
+                ):
+                    del tokens[key]
+    return forgotten
+
+
 def run_task(backend: Any, params: dict[str, Any], sandbox: World) -> tuple[list[Any], list[Any]]:
     """RunTask for EC2/EXTERNAL launch types with ECS's placement and idempotency rules."""
     cluster = backend._get_cluster(params.get("cluster") or "default")

@@ -229,6 +229,10 @@ class SandboxMiddleware:
         if environ.get("HTTP_" + INTERNAL_HEADER.upper().replace("-", "_")) == "1":
             return self.app(environ, start_response)
         operation = identify(environ)
+        if operation.service == "ecs" and self.world.enabled:
+            from residency_cli.sandbox.moto_ext import forget_expired
+
+            forget_expired(self.world)
         fault, injection = self.world.faults.record_call(operation.service, operation.name)
         if fault is None and injection is not None:
             if injection.kind == "slow":

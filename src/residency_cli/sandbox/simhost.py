@@ -455,6 +455,7 @@ class TaskRuntime:
             task.stopping_at = getattr(task, "stopping_at", None) or now
             task.execution_stopped_at = now
             task.stopped_at = now
+            task.stopped_on_sandbox_clock = self.world.clock.now()  # when ECS may forget it
             task.desired_status = "STOPPED"
             task.last_status = "STOPPED"
             _release(self.backend, task, was_running)
@@ -469,6 +470,7 @@ class TaskRuntime:
         task.stopping_at = now
         task.execution_stopped_at = now
         task.stopped_at = now
+        task.stopped_on_sandbox_clock = self.world.clock.now()
         task.desired_status = "STOPPED"
         task.last_status = "STOPPED"
         _release(self.backend, task, was_running)
