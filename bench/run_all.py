@@ -663,11 +663,16 @@ def soak_section() -> str:
     day = time.strftime("%Y-%m-%d", time.gmtime(SOAK.stat().st_mtime))
     return f"""{SOAK.read_text(encoding="utf-8").rstrip()}
 
-From `make soak` ({day}; `bench/soak.py --seed 20261123`), run apart from `make bench`. Targets:
+From `make soak` ({day}; `bench/soak.py --seed 20261123`), run apart from `make bench`; it
+exits 1 on any misplaced or lost run, error after retries, or growth in open files. Targets:
 zero misplaced tasks, zero lost outcomes, no growth in open files or memory of the sandbox.
-The sandbox and the client share one process here, so RSS is an upper bound of the sandbox's.
-The growth left after warm-up is the task records moto keeps: every STOPPED task stays
-describable (ECS keeps them for about an hour), about 8 KiB each with its log events.
+The sandbox and the client share one process here, so RSS mixes both (and, after warm-up,
+tracemalloc's own bookkeeping); the per-package table says whose memory grew. The client
+side creates fresh boto3 clients for every run, as each `residency run` process does, and
+botocore keeps some of every client it made in its process-wide caches: a one-process
+artefact, since a real `run` ends after one. The sandbox keeps what AWS keeps while it must
+(a stopped task for an hour, a clientToken for a day, every log event), then forgets the
+tasks and tokens as ECS does.
 """
 
 

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from residency_cli.sandbox.world import moto_module
+
 NEWYORK = [{"type": "memberOf", "expression": "attribute:location == newyork"}]
 
 
@@ -190,6 +192,9 @@ def test_stopped_tasks_are_forgotten_after_an_hour_as_in_ecs(sandbox: Any) -> No
     assert described() == [running["taskArn"]]  # a running task is never forgotten
     listed = ecs.list_tasks(cluster=sandbox.cluster, desiredStatus="STOPPED")["taskArns"]
     assert done["taskArn"] not in listed
+    # Nothing keeps it in memory either (moto tracks every model it made).
+    tracked = moto_module("moto.ecs.models").Task.instances_tracked
+    assert all(t.task_arn != done["taskArn"] for t in tracked)
     # Its clientToken went with it: the same request now starts a new task.
     again = run(sandbox, quick, placementConstraints=NEWYORK, clientToken="q")["tasks"][0]
     assert again["taskArn"] != done["taskArn"]

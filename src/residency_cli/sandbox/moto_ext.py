@@ -908,7 +908,7 @@ def forget_expired(sandbox: World) -> int:
     them). Keeps the sandbox's memory flat however long it runs. How many tasks went."""
     backends = moto_module("moto.ecs.models").ecs_backends[ACCOUNT_ID]
     now = sandbox.clock.now()
-    forgotten = 0
+    forgotten: list[Any] = []
     with sandbox.lock:
         for region in {h.region for h in sandbox.hosts.values()}:
             backend = backends[region]
@@ -921,8 +921,7 @@ def forget_expired(sandbox: World) -> int:
                         and now - stopped >= STOPPED_TASK_SECONDS
                         and arn not in sandbox.runtimes
                     ):
-                        del tasks[arn]
-                        forgotten += 1
+                        forgotten.append(tasks.pop(arn))
             tokens = _tokens(backend)
             for key, remembered in list(tokens.items()):
                 known = backend.tasks.get(key[0], {})
@@ -930,7 +929,12 @@ def forget_expired(sandbox: World) -> int:
                     arn in known for arn in remembered["tasks"]
                 ):
                     del tokens[key]
-    return forgotten
+        if forgotten:
+            # moto also keeps every model it ever made (for its reset): let these go too.
+            gone = {id(task) for task in forgotten}
+            tracked = type(forgotten[0]).instances_tracked
+            tracked[:] = [t for t in tracked if id(t) not in gone]
+    return len(forgotten)
 
 
 def run_task(backend: Any, params: dict[str, Any], sandbox: World) -> tuple[list[Any], list[Any]]:
