@@ -13,9 +13,12 @@ FRANKFURT_JOB = ["python3", "-c", "print('small in frankfurt')"]
 
 
 def _with_frankfurt_workload(world: World) -> World:
+    """Adds `small-fra` (prints a line) and `slow-fra` (sleeps 30 s), both in frankfurt."""
     world.sandbox.register_task_definition("test-small-fra", FRANKFURT_JOB, cpu=64, memory=32)
+    world.sandbox.register_task_definition("test-slow-fra", ["sleep", "30"], cpu=64, memory=32)
     text = world.map_path.read_text(encoding="utf-8")
     text += "  small-fra:\n    task_definition: test-small-fra\n    location: frankfurt\n"
+    text += "  slow-fra:\n    task_definition: test-slow-fra\n    location: frankfurt\n"
     world.map_path.write_text(text, encoding="utf-8")
     return World(world.sandbox, parse_config(text, str(world.map_path)), world.map_path)
 
@@ -67,7 +70,8 @@ def test_a_misplaced_run_is_a_violation_and_the_others_go_on(world: World) -> No
     dispatcher = world.dispatcher()
     good = dispatcher.run("small", RunOptions(run_id="good", count=2), wait=False)
     world.sandbox.misplace_next_run_task("bonus.host")  # frankfurt's job on a newyork host
-    bad = dispatcher.run("small-fra", RunOptions(run_id="bad"), wait=False)
+    # A task that would not end by itself, so that only residency's StopTask can end it.
+    bad = dispatcher.run("slow-fra", RunOptions(run_id="bad"), wait=False)
     assert bad.outcome == "violation"  # found at once, from the RunTask answer
 
     results = dispatcher.wait([good, bad])
