@@ -1165,19 +1165,26 @@ def _delete_attribute(original: Any) -> Any:
 def _describe_tasks_response(original: Any) -> Any:
     def handler(self: Any) -> Any:
         """DescribeTasks reports `failures: [{arn, reason: MISSING}]` for unknown tasks and
-        never moves a task along by itself (moto advances one state per call)."""
-        result = original(self)
-        if not world().enabled:
-            return result
-        wanted = self._get_param("tasks", []) or []
-        tasks = result.result.get("tasks", [])
-        known = {t.task_arn for t in tasks} | {t.task_arn.rsplit("/", 1)[-1] for t in tasks}
-        result.result["failures"] = [
-            {"arn": reference, "reason": "MISSING"}
-            for reference in wanted
-            if reference not in known and reference.rsplit("/", 1)[-1] not in known
-        ]
-        return result
+        never moves a task along by itself (moto advances one state per call). The answer is
+        built under the sandbox's lock: a simulated host stopping the task at that moment
+        must not be seen half done (STOPPED, but no exit code yet)."""
+        sandbox = world()
+        if not sandbox.enabled:
+            return original(self)
+        with sandbox.lock:
+            result = original(self)
+            wanted = self._get_param("tasks", []) or []
+            tasks = result.result.get("tasks", [])
+            known = {t.task_arn for t in tasks} | {t.task_arn.rsplit("/", 1)[-1] for t in tasks}
+            result.result["failures"] = [
+                {"arn": reference, "reason": "MISSING"}
+                for reference in wanted
+                if reference not in known and reference.rsplit("/", 1)[-1] not in known
+            ]
+            # Serialised here, under the lock, as moto does for its own errors.
+            status, headers, body = self.serialized(result)
+        headers["status"] = status
+        return body, headers
 
     return handler
 
