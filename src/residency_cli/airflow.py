@@ -111,14 +111,16 @@ def ecs_run_task_kwargs(
     Startup fails on an invalid map or an unknown workload (a UsageError naming the problem),
     so a broken map is an import error of the DAG, not a wrong dispatch.
     """
+    map_folder: Path | None = None
     if config is None:
         path = resolve_config_path(None if config_path is None else str(config_path))
         config = load_config(str(path))
-        if task_definition is None:
-            family = task_definition_family(config.workload(workload).task_definition)
-            beside = path.parent / "task-definitions" / f"{family}.json"
-            task_definition = beside if beside.is_file() else None
+        map_folder = path.parent
     spec = config.workload(workload)
+    if task_definition is None and map_folder is not None:
+        family = task_definition_family(spec.task_definition)
+        beside = map_folder / "task-definitions" / f"{family}.json"
+        task_definition = beside if beside.is_file() else None
     definition = _load_task_definition(task_definition) if task_definition is not None else None
     container = _container(definition, spec.container) if definition is not None else None
     container_name = spec.container or (str(container["name"]) if container else None)

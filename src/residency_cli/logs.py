@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from residency_cli.aws import aws_errors, error_code, is_aws_error, translate_error
 from residency_cli.errors import AwsError, UsageError
-from residency_cli.waiting import check_task_ref
+from residency_cli.waiting import DESCRIBE_FLOOR_SECONDS, check_task_ref
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient
@@ -58,8 +58,6 @@ THROTTLING_CODES = frozenset(
         "LimitExceededException",
     }
 )
-# As `run` (waiting.PollInterval.floor): never more than one DescribeTasks a second.
-DESCRIBE_FLOOR = 1.0
 # A GetLogEvents page is full at 10,000 events or 1,048,576 bytes, each event counting its
 # UTF-8 message plus 26 bytes. A (nearly) full page means more is waiting.
 PAGE_EVENTS = 10_000
@@ -566,7 +564,8 @@ def follow_task(
         since = None if last_describe is None else moment - last_describe
         # DescribeTasks at most once a second (as `run`); while a stream has a backlog, only
         # every `policy.maximum` seconds, so that reading catches up first.
-        if since is None or since >= (policy.maximum if follower.behind else DESCRIBE_FLOOR):
+        pause = policy.maximum if follower.behind else DESCRIBE_FLOOR_SECONDS
+        if since is None or since >= pause:
             last_describe = moment
             describe_calls += 1
             try:

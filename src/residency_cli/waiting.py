@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient
 
 DESCRIBE_BATCH = 100
+# Never more than one DescribeTasks a second per waiting loop (`run`, `attach`, `logs -f`).
+DESCRIBE_FLOOR_SECONDS = 1.0
 # A task id (32 hex digits; older tasks and the sandbox: a UUID) or a task ARN, with or
 # without the cluster name (the older ARN format).
 _TASK_ID = r"[A-Za-z0-9][A-Za-z0-9-]{0,63}"
@@ -49,7 +51,7 @@ Clock = Callable[[], float]
 class PollInterval:
     """The adaptive interval: `floor` while things change, then ×`factor` up to `ceiling`."""
 
-    floor: float = 1.0
+    floor: float = DESCRIBE_FLOOR_SECONDS
     ceiling: float = 10.0
     factor: float = 1.5
     quiet_grace: float = 20.0

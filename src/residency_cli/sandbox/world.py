@@ -288,11 +288,6 @@ class Faults:
     seed: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def record(self, service: str, operation: str) -> Fault | None:
-        """Count one call; return the fault to answer with, if one is armed for it."""
-        fault, injection = self.record_call(service, operation)
-        return fault if fault is not None else (injection.fault() if injection else None)
-
     def record_call(self, service: str, operation: str) -> tuple[Fault | None, Injection | None]:
         """Count one call; the armed fault for it, else the plan's random fault, if any."""
         with self.lock:
