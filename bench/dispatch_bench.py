@@ -78,14 +78,8 @@ def measure(runs: int) -> dict[str, Any]:
             rates: list[float] = []
             for index in range(runs):
                 watch = StopWatch()
-                dispatcher = Dispatcher(
-                    clients.ecs,
-                    clients.ssm,
-                    config,
-                    sleep=time.sleep,
-                    now=time.monotonic,
-                    observer=watch,
-                    drain_grace=0.0,
+                dispatcher = Dispatcher.create(
+                    clients, config, observer=watch, journal=None, drain_grace=0.0
                 )
                 sandbox.reset_calls()
                 began = time.time()
@@ -131,14 +125,7 @@ def measure(runs: int) -> dict[str, Any]:
                 result["aws"] = {"latencies": cli_latencies}
 
             sandbox.reset_calls()
-            counting = Dispatcher(
-                clients.ecs,
-                clients.ssm,
-                config,
-                sleep=time.sleep,
-                now=time.monotonic,
-                drain_grace=0.0,
-            )
+            counting = Dispatcher.create(clients, config, journal=None, drain_grace=0.0)
             ten = counting.run("small", RunOptions(run_id="bench-ten", count=10), follow=False)
             result["count10"] = {
                 "tasks": len(ten.tasks),

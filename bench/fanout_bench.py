@@ -65,9 +65,7 @@ def _threads(clients: Any, config: Any, tag: str) -> tuple[int, int, list[str]]:
     errors: list[BaseException] = []
 
     def one(name: str, index: int) -> None:
-        dispatcher = Dispatcher(
-            clients.ecs, clients.ssm, config, sleep=time.sleep, now=time.monotonic
-        )
+        dispatcher = Dispatcher.create(clients, config, journal=None)
         try:
             results.append(
                 dispatcher.run(
@@ -92,7 +90,7 @@ def _one_loop(clients: Any, config: Any, tag: str) -> tuple[int, int, list[str]]
     (tasks, succeeded, what went wrong with the others)."""
     from residency_cli.dispatch import Dispatcher, RunOptions
 
-    dispatcher = Dispatcher(clients.ecs, clients.ssm, config, sleep=time.sleep, now=time.monotonic)
+    dispatcher = Dispatcher.create(clients, config, journal=None)
     runs = [
         dispatcher.run(name, RunOptions(run_id=f"{tag}-{name}-{index}", count=COUNT), wait=False)
         for name, index in _plan()

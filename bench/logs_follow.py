@@ -155,7 +155,7 @@ class MotoWorld:
 
 def run_scenario(world: MotoWorld, name: str, count: int, batch: int) -> Outcome:
     from residency_cli.cli.render import format_event
-    from residency_cli.logs import follow_task, task_streams
+    from residency_cli.logs import tail_task, task_streams
 
     lines = [f"line {i:06d} " + "x" * 40 for i in range(count)]
     clients = world.clients()
@@ -177,7 +177,7 @@ def run_scenario(world: MotoWorld, name: str, count: int, batch: int) -> Outcome
     started = time.monotonic()
     _, streams = task_streams(clients.ecs, CLUSTER, task_arn)
     producer.start()
-    follow_task(
+    tail_task(
         clients.ecs,
         clients.logs,
         CLUSTER,
@@ -243,7 +243,7 @@ def sandbox_scenarios(count: int) -> list[Outcome]:
     from pathlib import Path
 
     from residency_cli.cli.render import format_event
-    from residency_cli.logs import follow_task, task_streams
+    from residency_cli.logs import tail_task, task_streams
     from residency_cli.sandbox.testing import SandboxFixture, start_server
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -270,7 +270,7 @@ def sandbox_scenarios(count: int) -> list[Outcome]:
                     started = time.monotonic()
                     task_arn = sandbox.start_task_on("bonus.host", definition)
                     _, streams = task_streams(clients.ecs, sandbox.cluster, task_arn)
-                    follow_task(
+                    tail_task(
                         clients.ecs,
                         clients.logs,
                         sandbox.cluster,

@@ -21,7 +21,6 @@ throttling, so most of the time is spent in retries).
 from __future__ import annotations
 
 import argparse
-import functools
 import gc
 import os
 import statistics
@@ -37,9 +36,8 @@ from residency_cli.aws import Clients
 from residency_cli.config import parse_config
 from residency_cli.dispatch import Dispatcher, RunOptions
 from residency_cli.errors import ResidencyError
-from residency_cli.logs import logs_client_for
 from residency_cli.sandbox.testing import SandboxFixture, start_server
-from residency_cli.waiting import PollInterval
+from residency_cli.waiting import PollPolicy
 
 WORKLOADS = {"soak-ny": ("newyork", "bonus.host"), "soak-fra": ("frankfurt", "tax.host")}
 
@@ -158,15 +156,12 @@ def main() -> int:
                 clients = (
                     shared if args.reuse_clients else Clients(shared.settings, shared.session())
                 )
-                dispatcher = Dispatcher(
-                    clients.ecs,
-                    clients.ssm,
+                dispatcher = Dispatcher.create(
+                    clients,
                     config,
-                    sleep=time.sleep,
-                    now=time.monotonic,
                     observer=observer,
-                    logs_client=functools.partial(logs_client_for, clients),
-                    interval=PollInterval(floor=0.05, ceiling=0.5),
+                    journal=None,
+                    policy=PollPolicy(describe_floor=0.05, describe_ceiling=0.5),
                     drain_grace=0.05,
                 )
                 sandbox.clock.advance(args.sandbox_minutes_per_run * 60)

@@ -15,7 +15,8 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from residency_cli.aws import aws_errors
-from residency_cli.config import LOCATION_TAG, Config
+from residency_cli.config import Config
+from residency_cli.constants import LOCATION_TAG
 from residency_cli.errors import UsageError
 
 if TYPE_CHECKING:

@@ -27,17 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from residency_cli.config import (
-    LOCATION_TAG,
-    WORKLOAD_TAG,
     Config,
     load_config,
     resolve_config_path,
     task_definition_family,
 )
+from residency_cli.constants import LOCATION_TAG, RUN_ID_TAG, WORKLOAD_TAG
 from residency_cli.errors import UsageError
 from residency_cli.placement import build_constraints
 
-RUN_ID_TAG = "residency:run-id"  # dispatch.RUN_ID_TAG: the Airflow run id goes there
 # Airflow renders templated fields (tags is one): each DAG run tags its task with its run id.
 AIRFLOW_RUN_ID = "{{ run_id }}"
 DEFAULT_LOG_FETCH_SECONDS = 10

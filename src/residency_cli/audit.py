@@ -15,8 +15,10 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from residency_cli.config import Config, workload_for_task
-from residency_cli.dispatch import HOST_LOCATION_TAG, iso_time, list_workload_tasks, task_tag
+from residency_cli.constants import HOST_LOCATION_TAG
 from residency_cli.hosts import hosts_of_tasks
+from residency_cli.tasks import list_workload_tasks
+from residency_cli.waiting import iso_time, task_tag
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient
@@ -127,3 +129,17 @@ def audit(
             )
         )
     return sorted(findings, key=lambda f: (f.verdict != "violation", f.started_at or ""))
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """`audit`: every finding, violations first (JSON: the list)."""
+
+    findings: list[AuditFinding]
+
+    @property
+    def violations(self) -> list[AuditFinding]:
+        return [f for f in self.findings if f.reason]
+
+    def to_json(self) -> list[Any]:
+        return [f.to_json() for f in self.findings]

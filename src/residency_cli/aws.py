@@ -30,6 +30,23 @@ CONNECT_TIMEOUT_SECONDS = 5
 READ_TIMEOUT_SECONDS = 30
 
 
+# Error codes after which a poll is simply tried again later (botocore has already retried
+# them with its own back-off; see aws.RETRY_CONFIG).
+THROTTLING_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "ThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "ServiceUnavailableException",
+        "LimitExceededException",
+    }
+)
+
+
 @dataclass(frozen=True)
 class AwsSettings:
     """Where to reach AWS: from the global options, the map and the environment."""

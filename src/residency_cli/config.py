@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
+from residency_cli.constants import RESERVED_TAG_PREFIXES, WORKLOAD_TAG
 from residency_cli.durations import parse_duration
 from residency_cli.errors import ConfigError
 from residency_cli.placement import attribute_name_problem, name_problem
@@ -35,7 +36,6 @@ _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
 _CONTAINER = re.compile(r"[A-Za-z0-9_-]{1,255}")
 _HOST_KEY = re.compile(r"[A-Za-z0-9_.:/\-]{1,1600}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
-_RESERVED_TAG_PREFIXES = ("aws:", "residency:")
 
 
 def _check(pattern: re.Pattern[str], value: str, what: str) -> str:
@@ -119,7 +119,7 @@ class Workload(_Model):
         for key, tag_value in value.items():
             if not 1 <= len(key) <= 128 or len(tag_value) > 256:
                 raise ValueError(f"tag {key!r}: keys are 1-128 characters, values at most 256")
-            if key.lower().startswith(_RESERVED_TAG_PREFIXES):
+            if key.lower().startswith(RESERVED_TAG_PREFIXES):
                 raise ValueError(f"tag {key!r} uses a reserved prefix (aws:, residency:)")
         return value
 
@@ -433,10 +433,6 @@ def config_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "residency map (residency.yaml)"
     return schema
-
-
-WORKLOAD_TAG = "residency:workload"
-LOCATION_TAG = "residency:location"
 
 
 def task_definition_family(reference: str) -> str:

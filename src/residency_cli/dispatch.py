@@ -1,4 +1,5 @@
-"""Dispatch: pre-flight, the RunTask request, placement verification, and waiting.
+"""Dispatch: pre-flight, the RunTask request, placement verification, and `Dispatcher`,
+which puts them together with the waiting engine (waiting.py) for `run` and `attach`.
 
 The promise of `run` is that a workload only ever runs on a host whose location it allows,
 and that the user learns exactly how it ended. ECS is asked to place the task with a
@@ -17,10 +18,18 @@ import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from residency_cli.aws import aws_errors, error_code, is_aws_error
-from residency_cli.config import LOCATION_TAG, WORKLOAD_TAG, Config, Workload, workload_for_task
+from residency_cli.config import Config, Workload, workload_for_task
+from residency_cli.constants import (
+    HOST_LOCATION_TAG,
+    LOCATION_TAG,
+    RUN_ID_TAG,
+    STARTED_BY,
+    VIOLATION_REASON_PREFIX,
+    WORKLOAD_TAG,
+)
 from residency_cli.errors import AwsError, OutputClosed, UsageError
 from residency_cli.hosts import (
     describe_container_instances,
@@ -28,22 +37,33 @@ from residency_cli.hosts import (
     hosts_of_tasks,
     managed_instance_hostnames,
 )
+from residency_cli.journal import RunJournal
 from residency_cli.placement import build_constraints, build_expression, evaluate
 from residency_cli.results import (
     Host,
     HostVerdict,
+    Outcome,
     PlacedHost,
     RunResult,
     TaskOutcome,
     WorkloadCheck,
 )
 from residency_cli.waiting import (
+    DEFAULT_POLICY,
+    DRAIN_GRACE_SECONDS,
     Clock,
-    Deadline,
-    PollInterval,
+    Engine,
+    Observer,
+    PollPolicy,
+    SilentObserver,
     Sleep,
+    Tracker,
     check_task_ref,
     describe_tasks,
+    monotonic,
+    real_sleep,
+    task_tag,
+    tracker_outcome,
 )
 
 if TYPE_CHECKING:
@@ -51,21 +71,13 @@ if TYPE_CHECKING:
     from mypy_boto3_logs import CloudWatchLogsClient
     from mypy_boto3_ssm import SSMClient
 
-    from residency_cli.logs import LogEvent, LogFollower, LogStream
+    from residency_cli.aws import Clients
+    from residency_cli.logs import LogFollower, LogStream
 
-STARTED_BY = "residency"
-RUN_ID_TAG = "residency:run-id"
-# How the stoppedReason of a task residency stopped for its placement begins.
-VIOLATION_REASON_PREFIX = "residency: host "
-# Where a task was verified to run: audit's "location then", whatever the host carries later.
-HOST_LOCATION_TAG = "residency:host-location"
 MAX_COUNT = 10  # RunTask starts at most 10 tasks per call
 _RUN_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 EXTERNAL_NETWORK_MODES = (None, "bridge", "host", "none")
-# CloudWatch Logs can show an event a few seconds after the awslogs driver sent it: after the
-# task stops, keep reading this long past the last new event so the last line is never lost.
-DRAIN_GRACE_SECONDS = 2.0
 
 
 # --- pre-flight ------------------------------------------------------------------------
@@ -407,239 +419,38 @@ def record_placement(ecs: ECSClient, tracker: Tracker, location: str) -> None:
     tracker.task = {**tracker.task, "tags": [*(tracker.task.get("tags") or []), *tags]}
 
 
-# --- waiting and outcomes --------------------------------------------------------------
-
-
-class Observer(Protocol):
-    """What the waiting loop reports as it goes; the CLI renders it, tests record it."""
-
-    def status(self, task: Mapping[str, Any], previous: str | None) -> None: ...
-
-    def placed(self, task_arn: str, host: PlacedHost, allowed: bool) -> None: ...
-
-    def log(self, event: LogEvent) -> None: ...
-
-
-class SilentObserver:
-    def status(self, task: Mapping[str, Any], previous: str | None) -> None:
-        return None
-
-    def placed(self, task_arn: str, host: PlacedHost, allowed: bool) -> None:
-        return None
-
-    def log(self, event: LogEvent) -> None:
-        return None
-
-
-def iso_time(value: Any) -> str | None:
-    if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-    return str(value) if value else None
-
-
-def task_tag(task: Mapping[str, Any], key: str) -> str | None:
-    return next((t.get("value") for t in task.get("tags") or [] if t.get("key") == key), None)
-
-
-# stopCodes that mean the container never ran to completion whatever exit code it reports.
-_NOT_STARTED_CODES = ("TaskFailedToStart", "SpotInterruption", "TerminationNotice")
-
-
-def task_outcome(
-    config: Config,
-    name: str,
-    task: Mapping[str, Any],
-    container: str | None,
-    *,
-    host: PlacedHost | None,
-    run_id: str | None,
-    stream: tuple[str, str] | None,
-    outcome: str | None = None,
-) -> TaskOutcome:
-    """The outcome of one described task (STOPPED -> succeeded/failed/not_started)."""
-    workload = config.workload(name)
-    status = task.get("lastStatus")
-    chosen: Mapping[str, Any] = next(
-        (
-            c
-            for c in task.get("containers") or []
-            if container is None or c.get("name") == container
-        ),
-        {},
-    )
-    exit_code = chosen.get("exitCode")
-    stop_code = task.get("stopCode")
-    reason = task.get("stoppedReason") or chosen.get("reason") or None
-    if outcome is None and str(reason or "").startswith(VIOLATION_REASON_PREFIX):
-        outcome = "violation"
-    if outcome is None:
-        if status != "STOPPED":
-            outcome = "dispatched"
-        elif exit_code is None or stop_code in _NOT_STARTED_CODES:
-            outcome = "not_started"
-        else:
-            outcome = "succeeded" if exit_code == 0 else "failed"
-    return TaskOutcome(
-        workload=name,
-        locations=list(workload.locations),
-        cluster=config.cluster,
-        run_id=run_id,
-        outcome=outcome,
-        task_arn=task.get("taskArn"),
-        host=host,
-        status=status,
-        exit_code=exit_code,
-        stop_code=stop_code,
-        stopped_reason=reason,
-        log_group=stream[0] if stream else None,
-        log_stream=stream[1] if stream else None,
-        started_at=iso_time(task.get("startedAt")),
-        stopped_at=iso_time(task.get("stoppedAt")),
-    )
-
-
 @dataclass
-class Tracker:
-    """What the waiting loop knows of one task of a workload."""
-
-    arn: str
-    task: dict[str, Any]
-    workload: str
-    host: PlacedHost | None = None
-    attributes: dict[str, str] | None = None
-    verified_running: bool = False
-    violation: str | None = None
-
-    @property
-    def status(self) -> str | None:
-        return self.task.get("lastStatus")
-
-
-@dataclass
-class Waiter:
-    """Waits for tasks to stop (of one run, or of several runs of any workloads: one
-    DescribeTasks per tick for up to 100 of them), following their logs on the same tick.
-    Each task's placement is judged against its own workload."""
+class Verifier:
+    """Placement verification: read the hosts of placed tasks back and stop at once each
+    task whose host's location its own workload does not allow. The engine calls it for
+    tasks just placed and again when they reach RUNNING."""
 
     ecs: ECSClient
     ssm: SSMClient | None
     config: Config
     observer: Observer
-    sleep: Sleep
-    now: Clock
-    follower: LogFollower | None = None
-    interval: PollInterval = field(default_factory=PollInterval)
-    drain_grace: float = DRAIN_GRACE_SECONDS
-    # `run` and `attach` end at the first violation (exit 4); waiting on several runs goes
-    # on with the others (the misplaced task is stopped all the same).
-    stop_on_violation: bool = True
 
-    def verify(self, trackers: Sequence[Tracker]) -> None:
-        """Read the hosts back; stop at once each task whose location is not allowed."""
+    def __call__(self, trackers: Sequence[Tracker]) -> None:
         found = placed_hosts(self.ecs, self.ssm, self.config, [t.task for t in trackers])
         for tracker in trackers:
-            if tracker.arn not in found:
-                continue
-            host, attributes = found[tracker.arn]
-            workload = self.config.workload(tracker.workload)
-            allowed = placement_allowed(self.config, workload, attributes)
-            if host != tracker.host or not allowed:
-                self.observer.placed(tracker.arn, host, allowed)
-            if allowed and host.location and task_tag(tracker.task, HOST_LOCATION_TAG) is None:
-                record_placement(self.ecs, tracker, host.location)
-            tracker.host = host
-            tracker.attributes = dict(attributes)
-            if not allowed:
-                tracker.violation, stopped = stop_misplaced(
-                    self.ecs, self.config, tracker.arn, host, workload.locations
-                )
-                if stopped:  # its status as of the stop, not as of RunTask
-                    tracker.task = {**stopped, "tags": tracker.task.get("tags") or []}
+            if tracker.arn in found:
+                self._judge(tracker, *found[tracker.arn])
 
-    def wait(self, trackers: list[Tracker], timeout: float | None) -> bool:
-        """True when every task stopped; False on timeout. With `stop_on_violation`, a
-        violation returns at once."""
-        deadline = Deadline(self.now, timeout)
-        # The tasks were just described (by RunTask or by attach): the first look is due
-        # one interval from now, so DescribeTasks is never called more than once a second.
-        last_describe = self.now()
-        while True:
-            changed = False
-            tick = self.now()
-            if tick - last_describe >= self.interval.floor:
-                last_describe = tick
-                changed = self._refresh(trackers)
-                if self.stop_on_violation and any(t.violation for t in trackers):
-                    return True
-            events = self.follower.poll() if self.follower else []
-            for event in events:
-                self.observer.log(event)
-            changed = changed or bool(events)
-            if all(t.status == "STOPPED" for t in trackers):
-                self._drain()
-                return True
-            if deadline.expired:
-                return False
-            throttled = bool(self.follower and self.follower.throttled)
-            if self.follower and self.follower.behind and not throttled:
-                pause = 0.0
-            else:
-                pause = self.interval.next(self.now(), changed=changed, throttled=throttled)
-            remaining = deadline.remaining()
-            self.sleep(pause if remaining is None else min(pause, max(remaining, 0.0)))
-
-    def _refresh(self, trackers: list[Tracker]) -> bool:
-        active = [t for t in trackers if t.status != "STOPPED"]
-        if not active:
-            return False
-        described = {
-            t["taskArn"]: t
-            for t in describe_tasks(self.ecs, self.config.cluster, [t.arn for t in active])
-        }
-        changed = False
-        unverified: list[Tracker] = []
-        for tracker in active:
-            task = described.get(tracker.arn)
-            if task is None:
-                continue
-            previous = tracker.status
-            tracker.task = task
-            if task.get("lastStatus") != previous:
-                changed = True
-                self.observer.status(task, previous)
-            if tracker.violation is None and (
-                tracker.host is None
-                or (task.get("lastStatus") == "RUNNING" and not tracker.verified_running)
-            ):
-                tracker.verified_running = task.get("lastStatus") == "RUNNING"
-                unverified.append(tracker)
-        if unverified:
-            self.verify(unverified)
-        return changed
-
-    def _drain(self) -> None:
-        if self.follower is None:
-            return
-        from residency_cli.logs import drain
-
-        for event in drain(
-            self.follower, sleep=self.sleep, now=self.now, grace_seconds=self.drain_grace
-        ):
-            self.observer.log(event)
-
-
-def task_log_streams(
-    ecs: ECSClient, definition_arn: str, task_arns: Sequence[str]
-) -> dict[str, list[LogStream]]:
-    """Each task's awslogs streams (none when the task definition has no awslogs setup)."""
-    from residency_cli.logs import locate_streams
-
-    with aws_errors(f"reading task definition {definition_arn}"):
-        definition = ecs.describe_task_definition(taskDefinition=definition_arn)["taskDefinition"]
-    try:
-        return {arn: locate_streams(definition, arn) for arn in task_arns}
-    except UsageError:
-        return {}
+    def _judge(self, tracker: Tracker, host: PlacedHost, attributes: dict[str, str]) -> None:
+        workload = self.config.workload(tracker.workload)
+        allowed = placement_allowed(self.config, workload, attributes)
+        if host != tracker.host or not allowed:
+            self.observer.placed(tracker.arn, host, allowed)
+        if allowed and host.location and task_tag(tracker.task, HOST_LOCATION_TAG) is None:
+            record_placement(self.ecs, tracker, host.location)
+        tracker.host = host
+        tracker.attributes = dict(attributes)
+        if not allowed:
+            tracker.violation, stopped = stop_misplaced(
+                self.ecs, self.config, tracker.arn, host, workload.locations
+            )
+            if stopped:  # its status as of the stop, not as of RunTask
+                tracker.task = {**stopped, "tags": tracker.task.get("tags") or []}
 
 
 # --- run and attach --------------------------------------------------------------------
@@ -666,6 +477,20 @@ def explain_failures(failures: Sequence[Mapping[str, Any]]) -> str:
     return "; ".join(dict.fromkeys(lines)) or "ECS started no task"
 
 
+def task_log_streams(
+    ecs: ECSClient, definition_arn: str, task_arns: Sequence[str]
+) -> dict[str, list[LogStream]]:
+    """Each task's awslogs streams (none when the task definition has no awslogs setup)."""
+    from residency_cli.logs import locate_streams
+
+    with aws_errors(f"reading task definition {definition_arn}"):
+        definition = ecs.describe_task_definition(taskDefinition=definition_arn)["taskDefinition"]
+    try:
+        return {arn: locate_streams(definition, arn) for arn in task_arns}
+    except UsageError:
+        return {}
+
+
 @dataclass(frozen=True)
 class DryRun:
     check: WorkloadCheck
@@ -687,18 +512,51 @@ class DryRun:
 
 @dataclass
 class Dispatcher:
-    """Everything `run` and `attach` need: clients, the map, time, and who to tell."""
+    """`run`, `attach` and waiting on several runs: pre-flight, RunTask, placement verified,
+    the engine's one waiting loop, the outcome, and the journal record of each run.
+
+    Build it with `Dispatcher.create(clients, config)` (real time, the journal of the
+    environment); tests pass fakes for the clients, `sleep` and `now`."""
 
     ecs: ECSClient
     ssm: SSMClient | None
     config: Config
-    sleep: Sleep
-    now: Clock
+    sleep: Sleep = real_sleep
+    now: Clock = monotonic
     observer: Observer = field(default_factory=SilentObserver)
     logs_client: Callable[[Sequence[Any]], CloudWatchLogsClient] | None = None
     region: str | None = None
-    interval: PollInterval = field(default_factory=PollInterval)
+    policy: PollPolicy = DEFAULT_POLICY
     drain_grace: float = DRAIN_GRACE_SECONDS
+    journal: RunJournal | None = field(default_factory=RunJournal)
+    # Journal problems seen by this dispatcher (the CLI prints them as warnings).
+    journal_problems: list[str] = field(default_factory=list)
+
+    @classmethod
+    def create(
+        cls,
+        clients: Clients,
+        config: Config,
+        *,
+        observer: Observer | None = None,
+        journal: RunJournal | None = None,
+        **options: Any,
+    ) -> Dispatcher:
+        """The one way to assemble a dispatcher from clients: real time, logs read in the
+        streams' own region, the caller's identity in the journal."""
+        from residency_cli.journal import caller_identity
+        from residency_cli.logs import logs_client_for
+
+        return cls(
+            clients.ecs,
+            clients.ssm,
+            config,
+            observer=observer or SilentObserver(),
+            logs_client=lambda streams: logs_client_for(clients, streams),
+            region=clients.region,
+            journal=journal or RunJournal(who=lambda: caller_identity(clients.sts)),
+            **options,
+        )
 
     def dry_run(self, name: str, options: RunOptions) -> DryRun:
         result = check(self.ecs, self.ssm, self.config, [name])[0]
@@ -726,17 +584,8 @@ class Dispatcher:
                 name, options.run_id, request, explain_failures(response.get("failures") or [])
             )
         trackers = [Tracker(str(t["taskArn"]), t, name) for t in tasks]
-        waiter = self._waiter()
-        waiter.verify(trackers)
-        return self._follow(
-            waiter,
-            name,
-            trackers,
-            options.run_id,
-            request,
-            wait=wait,
-            follow=follow,
-            timeout=timeout,
+        return self._finish(
+            name, trackers, options.run_id, request, wait=wait, follow=follow, timeout=timeout
         )
 
     def attach(
@@ -756,10 +605,7 @@ class Dispatcher:
                 hint="attach follows tasks of the map's workloads only",
             )
         tracker = Tracker(str(task["taskArn"]), task, name)
-        waiter = self._waiter()
-        waiter.verify([tracker])
-        return self._follow(
-            waiter,
+        return self._finish(
             name,
             [tracker],
             task_tag(task, RUN_ID_TAG),
@@ -767,87 +613,38 @@ class Dispatcher:
             wait=True,
             follow=follow,
             timeout=timeout,
+            event="attach",
         )
 
     def wait(self, runs: Sequence[RunResult], *, timeout: float | None = None) -> list[RunResult]:
-        """Wait on the tasks of several runs (`run(..., wait=False)`, any workloads) in one
-        loop: one DescribeTasks per tick for up to 100 tasks, the hosts of newly placed or
-        newly running tasks read back together, each task judged against its own workload
-        (a misplaced one is stopped, its run's outcome is `violation`, the others go on).
-        Logs are not followed (`residency logs` reads them). The runs in the same order,
-        their outcomes final, or `timeout`/`interrupted` for tasks still running."""
-        pending: list[tuple[RunResult, list[Tracker]]] = []
-        every: list[Tracker] = []
+        """Wait on the tasks of several runs (`run(..., wait=False)`, any workloads) in the
+        engine's one loop: one DescribeTasks per tick for up to 100 tasks, each task judged
+        against its own workload (a misplaced one is stopped, its run's outcome is
+        `violation`, the others go on). Logs are not followed (`residency logs` reads them).
+        The runs in the same order, their outcomes final (and journalled), or
+        `timeout`/`interrupted` for tasks still running."""
         arns = [t.task_arn for run in runs for t in run.tasks if t.task_arn]
         described = {
             str(t["taskArn"]): t for t in describe_tasks(self.ecs, self.config.cluster, arns)
         }
-        for run in runs:
-            trackers = []
-            for task in run.tasks:
-                if task.task_arn is None or task.task_arn not in described:
-                    continue
-                tracker = Tracker(
-                    task.task_arn, described[task.task_arn], task.workload, host=task.host
-                )
-                tracker.attributes = run.host_attributes.get(task.task_arn)
-                if task.outcome == "violation":
-                    tracker.violation = task.message or task.stopped_reason or "violation"
-                trackers.append(tracker)
-            pending.append((run, trackers))
-            every += trackers
-        waiter = self._waiter()
-        waiter.stop_on_violation = False
-        still_running: str | None = None
-        try:
-            if not waiter.wait(every, timeout):
-                still_running = "timeout"
-        except (KeyboardInterrupt, OutputClosed):
-            still_running = "interrupted"
-        results = []
-        for run, trackers in pending:
-            if not trackers:
-                results.append(run)
-                continue
-            streams = {
-                t.task_arn: (t.log_group, t.log_stream)
-                for t in run.tasks
-                if t.task_arn and t.log_group and t.log_stream
-            }
-            run_id = run.tasks[0].run_id
-            name = trackers[0].workload
-            results.append(
-                self._result(name, trackers, run_id, run.request, streams, still_running)
+        pending = [(run, _trackers_of(run, described)) for run in runs]
+        every = [tracker for _, trackers in pending for tracker in trackers]
+        pending_outcome = self._wait_engine(every, timeout, None, stop_on_violation=False)
+        return [
+            self._result(
+                trackers,
+                run.tasks[0].run_id,
+                run.request,
+                pending_outcome,
+                event="wait",
             )
-        return results
+            if trackers
+            else run
+            for run, trackers in pending
+        ]
 
-    def _waiter(self) -> Waiter:
-        return Waiter(
-            self.ecs,
-            self.ssm,
-            self.config,
-            self.observer,
-            self.sleep,
-            self.now,
-            interval=self.interval,
-            drain_grace=self.drain_grace,
-        )
-
-    def _refused(self, name: str, run_id: str, request: dict[str, Any], why: str) -> RunResult:
-        workload = self.config.workload(name)
-        outcome = TaskOutcome(
-            workload=name,
-            locations=list(workload.locations),
-            cluster=self.config.cluster,
-            run_id=run_id,
-            outcome="refused",
-            message=why,
-        )
-        return RunResult([outcome], request, message=why)
-
-    def _follow(
+    def _finish(
         self,
-        waiter: Waiter,
         name: str,
         trackers: list[Tracker],
         run_id: str | None,
@@ -856,116 +653,118 @@ class Dispatcher:
         wait: bool,
         follow: bool,
         timeout: float | None,
+        event: str = "run",
     ) -> RunResult:
-        container = self.config.workload(name).container
-        definition = str(trackers[0].task.get("taskDefinitionArn"))
-        located = task_log_streams(self.ecs, definition, [t.arn for t in trackers])
-        streams = {
-            arn: next(((s.group, s.stream) for s in found if s.container == container),
-                      (found[0].group, found[0].stream))
-            for arn, found in located.items()
-        }  # fmt: skip
+        """Verify where the tasks landed, then (unless `wait` is off or a task was misplaced)
+        wait for them in the engine, following their logs."""
+        Verifier(self.ecs, self.ssm, self.config, self.observer)(trackers)
+        located = self._locate_streams(name, trackers)
         if any(t.violation for t in trackers) or not wait:
-            return self._result(name, trackers, run_id, request, streams, None)
+            return self._result(trackers, run_id, request, None, event=event)
+        follower = None
         if follow and self.logs_client is not None and located:
             from residency_cli.logs import LogFollower
 
             every = [stream for found in located.values() for stream in found]
-            waiter.follower = LogFollower(self.logs_client(every), every)
-        try:
-            finished = waiter.wait(trackers, timeout)
-        except (KeyboardInterrupt, OutputClosed):
-            # Ctrl-C, or the reader of our output went away: the task is left running.
-            return self._result(name, trackers, run_id, request, streams, "interrupted")
-        return self._result(
-            name, trackers, run_id, request, streams, None if finished else "timeout"
+            follower = LogFollower(self.logs_client(every), every)
+        pending = self._wait_engine(trackers, timeout, follower, stop_on_violation=True)
+        return self._result(trackers, run_id, request, pending, event=event)
+
+    def _locate_streams(self, name: str, trackers: list[Tracker]) -> dict[str, list[LogStream]]:
+        """Each task's log streams; the tracker keeps the one of the workload's container."""
+        container = self.config.workload(name).container
+        definition = str(trackers[0].task.get("taskDefinitionArn"))
+        located = task_log_streams(self.ecs, definition, [t.arn for t in trackers])
+        for tracker in trackers:
+            found = located.get(tracker.arn) or []
+            chosen = next((s for s in found if s.container == container), None)
+            chosen = chosen or (found[0] if found else None)
+            tracker.stream = (chosen.group, chosen.stream) if chosen else None
+        return located
+
+    def _wait_engine(
+        self,
+        trackers: list[Tracker],
+        timeout: float | None,
+        follower: LogFollower | None,
+        *,
+        stop_on_violation: bool,
+    ) -> Outcome | None:
+        """Wait in the engine; the outcome of tasks that did not end (None: all ended)."""
+        engine = Engine(
+            self.ecs,
+            self.config.cluster,
+            sleep=self.sleep,
+            now=self.now,
+            observer=self.observer,
+            policy=self.policy,
+            follower=follower,
+            verify=Verifier(self.ecs, self.ssm, self.config, self.observer),
+            drain_grace=self.drain_grace,
+            stop_on_violation=stop_on_violation,
         )
+        try:
+            finished = engine.wait(trackers, timeout).finished
+        except (KeyboardInterrupt, OutputClosed):
+            # Ctrl-C, or the reader of our output went away: the tasks are left running.
+            return Outcome.INTERRUPTED
+        return None if finished else Outcome.TIMEOUT
+
+    def _refused(self, name: str, run_id: str, request: dict[str, Any], why: str) -> RunResult:
+        workload = self.config.workload(name)
+        outcome = TaskOutcome(
+            workload=name,
+            locations=list(workload.locations),
+            cluster=self.config.cluster,
+            run_id=run_id,
+            outcome=Outcome.REFUSED,
+            message=why,
+        )
+        return self._journalled(RunResult([outcome], request, message=why), "run")
 
     def _result(
         self,
-        name: str,
         trackers: list[Tracker],
         run_id: str | None,
         request: dict[str, Any] | None,
-        streams: Mapping[str, tuple[str, str]],
-        pending_outcome: str | None,
+        pending: Outcome | None,
+        *,
+        event: str,
     ) -> RunResult:
-        container = self.config.workload(name).container
-        outcomes = []
-        for tracker in trackers:
-            outcome = "violation" if tracker.violation else None
-            if outcome is None and tracker.status != "STOPPED" and pending_outcome:
-                outcome = pending_outcome
-            result = task_outcome(
-                self.config,
-                name,
-                tracker.task,
-                container,
-                host=tracker.host,
-                run_id=run_id,
-                stream=streams.get(tracker.arn),
-                outcome=outcome,
-            )
-            if tracker.violation:
-                result = TaskOutcome(
-                    **{
-                        **result.__dict__,
-                        "message": tracker.violation,
-                        "stopped_reason": result.stopped_reason or tracker.violation,
-                    }
-                )
-            outcomes.append(result)
+        outcomes = [tracker_outcome(self.config, t, run_id, pending) for t in trackers]
         attributes = {t.arn: t.attributes or {} for t in trackers}
-        return RunResult(outcomes, request, host_attributes=attributes)
+        return self._journalled(RunResult(outcomes, request, host_attributes=attributes), event)
 
-
-def list_workload_tasks(
-    ecs: ECSClient, config: Config, names: Sequence[str], statuses: Sequence[str]
-) -> list[dict[str, Any]]:
-    """Described tasks (with tags) of these workloads' families that ECS still returns."""
-    from residency_cli.config import task_definition_family
-
-    arns: list[str] = []
-    with aws_errors("listing tasks"):
-        paginator = ecs.get_paginator("list_tasks")
-        for name in names:
-            family = task_definition_family(config.workloads[name].task_definition)
-            for desired in statuses:
-                for page in paginator.paginate(
-                    cluster=config.cluster,
-                    family=family,
-                    desiredStatus=desired,  # type: ignore[arg-type]
-                ):
-                    arns.extend(page.get("taskArns", []))
-    return describe_tasks(ecs, config.cluster, list(dict.fromkeys(arns)))
-
-
-def recent_tasks(
-    ecs: ECSClient, ssm: SSMClient | None, config: Config, workload: str | None, status: str
-) -> list[TaskOutcome]:
-    """Tasks of the map's workloads that ECS still returns, newest first, with their host."""
-    names = [workload] if workload else list(config.workloads)
-    statuses = {"running": ["RUNNING"], "stopped": ["STOPPED"], "all": ["RUNNING", "STOPPED"]}[
-        status
-    ]
-    described = list_workload_tasks(ecs, config, names, statuses)
-    hosts = {arn: placed(host) for arn, host in hosts_of_tasks(ecs, ssm, config, described).items()}
-    results = []
-    for task in described:
-        owner = workload_for_task(config, task)
-        if owner is None or (workload and owner != workload):
-            continue
-        if task.get("lastStatus") != "STOPPED" and status == "stopped":
-            continue
-        results.append(
-            task_outcome(
-                config,
-                owner,
-                task,
-                config.workloads[owner].container,
-                host=hosts.get(str(task.get("containerInstanceArn"))),
-                run_id=task_tag(task, RUN_ID_TAG),
-                stream=None,
-            )
+    def _journalled(self, result: RunResult, event: str) -> RunResult:
+        """Record the run in the journal (a problem is kept as a warning, never raised)."""
+        if self.journal is None:
+            return result
+        primary = result.primary
+        problem = self.journal.record(
+            workload=primary.workload,
+            run_id=primary.run_id,
+            request=result.request,
+            locations=primary.locations,
+            outcome=result.to_json(),
+            host_attributes=result.host_attributes.get(primary.task_arn or ""),
+            event=event,
         )
-    return sorted(results, key=lambda t: t.started_at or "", reverse=True)
+        if problem is not None:
+            self.journal_problems.append(problem)
+        return result
+
+
+def _trackers_of(run: RunResult, described: Mapping[str, dict[str, Any]]) -> list[Tracker]:
+    """Trackers for the tasks of an earlier run, as just described."""
+    trackers = []
+    for task in run.tasks:
+        if task.task_arn is None or task.task_arn not in described:
+            continue
+        tracker = Tracker(task.task_arn, described[task.task_arn], task.workload, host=task.host)
+        tracker.attributes = run.host_attributes.get(task.task_arn)
+        if task.log_group and task.log_stream:
+            tracker.stream = (task.log_group, task.log_stream)
+        if task.outcome is Outcome.VIOLATION:
+            tracker.violation = task.message or task.stopped_reason or "violation"
+        trackers.append(tracker)
+    return trackers

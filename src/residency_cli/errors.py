@@ -84,16 +84,3 @@ class InterruptedByUser(ResidencyError):
     """Ctrl-C; a dispatched task is left running."""
 
     exit_code = 130
-
-
-# How each outcome of `run`/`attach` (CONTRACT.md section 4) ends the process.
-OUTCOME_ERRORS: dict[str, type[ResidencyError] | None] = {
-    "succeeded": None,
-    "dispatched": None,
-    "failed": JobFailedError,
-    "refused": RefusedError,
-    "violation": ViolationError,
-    "not_started": NotCompletedError,
-    "timeout": WaitTimeoutError,
-    "interrupted": InterruptedByUser,
-}

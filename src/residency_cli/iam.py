@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from residency_cli.config import LOCATION_TAG, WORKLOAD_TAG, Config
+from residency_cli.config import Config
+from residency_cli.constants import HOST_LOCATION_TAG, LOCATION_TAG, RUN_ID_TAG, WORKLOAD_TAG
 from residency_cli.errors import UsageError
 
 POLICY_VERSION = "2012-10-17"
@@ -25,9 +26,6 @@ ANY = "*"
 ECS_TASKS_PRINCIPAL = "ecs-tasks.amazonaws.com"
 SSM_PRINCIPAL = "ssm.amazonaws.com"
 DEFAULT_ACTIVATION_ROLE = "ecsAnywhereRole"  # activation.DEFAULT_ROLE (not imported: keep pure)
-# Tag keys residency puts on tasks (dispatch.RUN_ID_TAG, dispatch.HOST_LOCATION_TAG).
-RUN_ID_TAG = "residency:run-id"
-HOST_LOCATION_TAG = "residency:host-location"
 
 _ACCOUNT = re.compile(r"\d{12}|\*")
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}|\*")

@@ -25,7 +25,7 @@ import hashlib
 import json
 import os
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -141,17 +141,20 @@ def build_record(
     outcome: Mapping[str, Any],
     host_attributes: Mapping[str, str] | None,
     now: datetime,
+    event: str = "run",
 ) -> dict[str, Any]:
     """One run, ready for `append`: who, what, where and how it ended.
 
     `outcome` is `RunResult.to_json()` (its `host` is where the task ran); `host_attributes`
-    are that host's attributes as read at placement. A naive `now` is taken as UTC.
+    are that host's attributes as read at placement. A naive `now` is taken as UTC. `event`:
+    `run` (a dispatch), `attach` (a later look at how a dispatched task ended).
     """
     return dict(
         _jsonable(
             {
                 "v": FORMAT_VERSION,
                 "time": _utc(now),
+                "event": event,
                 "who": dict(who) if who is not None else None,
                 "origin": _origin(),
                 "workload": workload,
@@ -606,3 +609,58 @@ def verify(path: Path) -> VerifyReport:
         last_seq=last["seq"] if last else None,
         last_hash=last["hash"] if last else None,
     )
+
+
+def _nobody() -> dict[str, str] | None:
+    return None
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class RunJournal:
+    """How the core journals runs: `run`, `attach`, `demo` and library callers (Airflow)
+    all record through `record`, so no path forgets it. A journal problem never changes a
+    run's outcome: `record` returns it as a sentence for a warning instead of raising."""
+
+    path: Path | None = None  # None: `default_journal_path()` when writing
+    who: Callable[[], Mapping[str, str] | None] = _nobody
+    now: Callable[[], datetime] = _utc_now
+    _identity: Mapping[str, str] | None = field(default=None, init=False, repr=False)
+    _asked: bool = field(default=False, init=False, repr=False)
+
+    def record(
+        self,
+        *,
+        workload: str,
+        run_id: str | None,
+        request: Mapping[str, Any] | None,
+        locations: Sequence[str],
+        outcome: Mapping[str, Any],
+        host_attributes: Mapping[str, str] | None,
+        event: str = "run",
+    ) -> str | None:
+        """Append one record; None when written, else why it was not."""
+        if not self._asked:  # one STS call per journal, however many runs it records
+            self._asked = True
+            self._identity = self.who()
+        try:
+            append(
+                self.path or default_journal_path(),
+                build_record(
+                    who=self._identity,
+                    workload=workload,
+                    run_id=run_id,
+                    request=request,
+                    locations=locations,
+                    outcome=outcome,
+                    host_attributes=host_attributes,
+                    now=self.now(),
+                    event=event,
+                ),
+            )
+        except JournalError as error:
+            return f"this run was not journalled: {error}"
+        return None

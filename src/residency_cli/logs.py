@@ -27,15 +27,35 @@ means "the token came back unchanged", never "the page was empty".
 from __future__ import annotations
 
 import heapq
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from residency_cli.aws import aws_errors, error_code, is_aws_error, translate_error
+from residency_cli.aws import (
+    THROTTLING_CODES,
+    aws_errors,
+    error_code,
+    is_aws_error,
+    translate_error,
+)
 from residency_cli.errors import AwsError, UsageError
-from residency_cli.waiting import DESCRIBE_FLOOR_SECONDS, check_task_ref
+from residency_cli.waiting import (
+    DEFAULT_POLICY,
+    DRAIN_GRACE_SECONDS,
+    DRAIN_MAX_SECONDS,
+    Clock,
+    Engine,
+    PollPolicy,
+    Sleep,
+    Tracker,
+    WaitReport,
+    check_task_ref,
+    describe_tasks,
+    monotonic,
+    real_sleep,
+    wall_clock,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient
@@ -43,21 +63,6 @@ if TYPE_CHECKING:
 
     from residency_cli.aws import Clients
 
-# Error codes after which a poll is simply tried again later (botocore has already retried
-# them with its own back-off; see aws.RETRY_CONFIG).
-THROTTLING_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "Throttling",
-        "ThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "ServiceUnavailableException",
-        "LimitExceededException",
-    }
-)
 # A GetLogEvents page is full at 10,000 events or 1,048,576 bytes, each event counting its
 # UTF-8 message plus 26 bytes. A (nearly) full page means more is waiting.
 PAGE_EVENTS = 10_000
@@ -118,40 +123,6 @@ def format_timestamp(milliseconds: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{milliseconds % 1000:03d}Z"
 
 
-@dataclass(frozen=True)
-class PollPolicy:
-    """The adaptive, bounded wait between two polls (of the logs and, in `run`, of the task).
-
-    Start at `minimum`; after a poll that brought nothing, wait `factor` times longer, up to
-    `maximum`; after new events, back to `minimum`; while a stream has a backlog (its page was
-    full), do not wait at all; when throttled, wait `maximum`.
-    """
-
-    minimum: float = 0.25
-    maximum: float = 2.0
-    factor: float = 1.5
-
-    def next_interval(
-        self, current: float, *, new_events: bool, throttled: bool = False, behind: bool = False
-    ) -> float:
-        if throttled:
-            return self.maximum
-        if behind:
-            return 0.0
-        if new_events:
-            return self.minimum
-        return min(self.maximum, max(current, self.minimum) * self.factor)
-
-    def after(self, current: float, follower: LogFollower, *, new_events: bool) -> float:
-        """`next_interval` from what the follower's last poll saw."""
-        return self.next_interval(
-            current, new_events=new_events, throttled=follower.throttled, behind=follower.behind
-        )
-
-
-DEFAULT_POLICY = PollPolicy()
-
-
 # --------------------------------------------------------------------------- locating
 
 
@@ -210,14 +181,6 @@ def locate_streams(task_definition: Mapping[str, Any], task_arn: str) -> list[Lo
     return streams
 
 
-def describe_task(ecs: ECSClient, cluster: str, task_ref: str) -> dict[str, Any] | None:
-    """The task as DescribeTasks returns it, or None when ECS does not know it (any more)."""
-    with aws_errors(f"describing task {task_ref}"):
-        response = ecs.describe_tasks(cluster=cluster, tasks=[task_ref])
-    tasks = response.get("tasks") or []
-    return dict(tasks[0]) if tasks else None
-
-
 def task_streams(
     ecs: ECSClient, cluster: str, task_ref: str
 ) -> tuple[dict[str, Any], list[LogStream]]:
@@ -225,7 +188,8 @@ def task_streams(
 
     A task ECS does not know is AWS's "not found" (exit 7), as for `attach`.
     """
-    task = describe_task(ecs, cluster, check_task_ref(task_ref))
+    found = describe_tasks(ecs, cluster, [check_task_ref(task_ref)])
+    task = found[0] if found else None
     if task is None:
         raise AwsError(
             f"task {task_ref} not found in cluster {cluster}",
@@ -434,8 +398,8 @@ def drain(
     *,
     sleep: Callable[[float], None],
     now: Callable[[], float],
-    grace_seconds: float = 2.0,
-    max_seconds: float = 30.0,
+    grace_seconds: float = DRAIN_GRACE_SECONDS,
+    max_seconds: float = DRAIN_MAX_SECONDS,
     policy: PollPolicy = DEFAULT_POLICY,
 ) -> Iterator[LogEvent]:
     """After the task STOPPED: every remaining event, then the end.
@@ -446,7 +410,7 @@ def drain(
     """
     start = now()
     last_new = start
-    interval = policy.minimum
+    interval = policy.log_minimum
     while True:
         events = follower.poll()
         yield from events
@@ -459,7 +423,12 @@ def drain(
         if moment - start >= max_seconds:
             follower.drain_complete = False
             return
-        interval = policy.after(interval, follower, new_events=bool(events))
+        interval = policy.next_log_interval(
+            interval,
+            new_events=bool(events),
+            throttled=follower.throttled,
+            behind=follower.behind,
+        )
         if follower.exhausted:
             # Do not overshoot the grace period by much: its end is when we may stop.
             interval = min(interval, max(0.0, last_new + grace_seconds - moment))
@@ -471,7 +440,7 @@ def read_logs(
     streams: Sequence[LogStream],
     *,
     since_ms: int | None,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] = real_sleep,
     on_missing: Callable[[LogStream], None] | None = None,
     policy: PollPolicy = DEFAULT_POLICY,
 ) -> Iterator[LogEvent]:
@@ -487,7 +456,7 @@ def read_logs(
                     on_missing(cursor.stream)
                 return
             if cursor.throttled:
-                sleep(policy.maximum)
+                sleep(policy.log_maximum)
                 continue
             if cursor.exhausted:
                 return
@@ -502,120 +471,56 @@ def read_logs(
 # --------------------------------------------------------------------------- following a task
 
 
-@dataclass
-class FollowResult:
-    """How following a task ended: the task as last described, and what it cost."""
-
-    task: dict[str, Any] | None
-    events: int
-    log_api_calls: int
-    describe_calls: int
-    throttled_polls: int
-    drain_complete: bool | None
-    missing_streams: list[LogStream] = field(default_factory=list)
-
-    @property
-    def status(self) -> str | None:
-        return None if self.task is None else self.task.get("lastStatus")
-
-
-def _seconds_since(value: Any, wall: Callable[[], float]) -> float | None:
-    if isinstance(value, datetime):
-        return wall() - value.timestamp()
-    if isinstance(value, int | float):
-        return wall() - float(value)
-    return None
-
-
-def follow_task(
+def tail_task(
     ecs: ECSClient,
     logs_client: CloudWatchLogsClient,
     cluster: str,
     task_arn: str,
     streams: Sequence[LogStream],
     *,
-    sleep: Callable[[float], None],
-    now: Callable[[], float],
     on_event: Callable[[LogEvent], None],
+    sleep: Sleep = real_sleep,
+    now: Clock = monotonic,
+    wall: Callable[[], float] = wall_clock,
     policy: PollPolicy = DEFAULT_POLICY,
     start_time_ms: int | None = None,
-    grace_seconds: float = 2.0,
-    drain_max_seconds: float = 30.0,
-    on_status: Callable[[dict[str, Any]], None] | None = None,
-    wall: Callable[[], float] = time.time,
-) -> FollowResult:
-    """Follow a task's logs until it has stopped and every event has been read.
-
-    Each iteration: one DescribeTasks (at most once a second; while a stream has a backlog,
-    once every `policy.maximum` seconds) and one `poll()`; then sleep the adaptive interval. Once
-    the task is STOPPED (or ECS no longer knows it), `drain`. A task that stopped longer ago
-    than the grace period gets no grace. Throttling backs off; Ctrl-C propagates.
-    """
-    follower = LogFollower(logs_client, streams, start_time_ms=start_time_ms)
-    interval = policy.minimum
-    describe_calls = 0
-    last_status: str | None = None
-    task: dict[str, Any] | None = None
-    last_describe: float | None = None
-    stopped = False
-    while not stopped:
-        moment = now()
-        throttled_task = False
-        since = None if last_describe is None else moment - last_describe
-        # DescribeTasks at most once a second (as `run`); while a stream has a backlog, only
-        # every `policy.maximum` seconds, so that reading catches up first.
-        pause = policy.maximum if follower.behind else DESCRIBE_FLOOR_SECONDS
-        if since is None or since >= pause:
-            last_describe = moment
-            describe_calls += 1
-            try:
-                found = describe_task(ecs, cluster, task_arn)
-            except AwsError as error:
-                if error_code(error.__cause__ or error) not in THROTTLING_CODES:
-                    raise
-                throttled_task = True
-            else:
-                if found is None:  # ECS forgot the task: it stopped long ago.
-                    stopped = True
-                else:
-                    task = found
-                    status = str(task.get("lastStatus"))
-                    if status != last_status:
-                        last_status = status
-                        if on_status is not None:
-                            on_status(task)
-                    stopped = status == "STOPPED"
-        if stopped:
-            break
-        events = follower.poll()
-        for event in events:
-            on_event(event)
-        interval = policy.next_interval(
-            interval,
-            new_events=bool(events),
-            throttled=follower.throttled or throttled_task,
-            behind=follower.behind,
-        )
-        sleep(interval)
-    grace = grace_seconds
-    age = _seconds_since((task or {}).get("stoppedAt"), wall) if task is not None else None
-    if task is None or (age is not None and age > grace_seconds):
-        grace = 0.0
-    for event in drain(
-        follower,
+    grace_seconds: float = DRAIN_GRACE_SECONDS,
+    drain_max_seconds: float = DRAIN_MAX_SECONDS,
+    on_status: Callable[[Mapping[str, Any]], None] | None = None,
+) -> WaitReport:
+    """`logs --follow`: the task's logs until it has ended and every event has been read,
+    through the engine's one waiting loop (no placement verification: reading logs changes
+    nothing). Throttling backs off; Ctrl-C propagates. The report's `task` is the task as
+    last described (None when ECS forgot it)."""
+    tracker = Tracker(task_arn, {"taskArn": task_arn}, workload="")
+    engine = Engine(
+        ecs,
+        cluster,
         sleep=sleep,
         now=now,
-        grace_seconds=grace,
-        max_seconds=drain_max_seconds,
+        wall=wall,
+        observer=_Callbacks(on_event, on_status),
         policy=policy,
-    ):
-        on_event(event)
-    return FollowResult(
-        task=task,
-        events=follower.events_read,
-        log_api_calls=follower.api_calls,
-        describe_calls=describe_calls,
-        throttled_polls=follower.throttle_count,
-        drain_complete=follower.drain_complete,
-        missing_streams=follower.missing_streams,
+        follower=LogFollower(logs_client, streams, start_time_ms=start_time_ms),
+        drain_grace=grace_seconds,
+        drain_max=drain_max_seconds,
     )
+    return engine.wait([tracker], None, described=False)
+
+
+@dataclass
+class _Callbacks:
+    """The engine's observer for `tail_task`: events and status changes to two callbacks."""
+
+    on_event: Callable[[LogEvent], None]
+    on_status: Callable[[Mapping[str, Any]], None] | None
+
+    def status(self, task: Mapping[str, Any], previous: str | None) -> None:
+        if self.on_status is not None:
+            self.on_status(task)
+
+    def placed(self, task_arn: str, host: Any, allowed: bool) -> None:
+        return None
+
+    def log(self, event: LogEvent) -> None:
+        self.on_event(event)

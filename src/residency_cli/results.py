@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,6 +94,10 @@ class ValidateSummary:
     locations: list[str]
     hosts: dict[str, str]
     workloads: dict[str, list[str]]
+    # For people (not in the JSON): workload -> (task definition, placement expression);
+    # location -> (data region, description).
+    workload_details: dict[str, tuple[str, str]] = field(default_factory=dict)
+    location_details: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -196,16 +201,64 @@ class PlacedHost:
         }
 
 
-OUTCOMES = (
-    "succeeded",
-    "failed",
-    "dispatched",
-    "refused",
-    "violation",
-    "not_started",
-    "timeout",
-    "interrupted",
-)
+class Outcome(str, enum.Enum):
+    """How a dispatched task ended (CONTRACT.md sections 4, 6 and 8): its JSON value, the exit
+    code it gives `run`/`attach`, its severity (the most severe task decides a run, the most
+    severe run decides a multi-workload command), and the sentence that explains it on stderr.
+
+    The sentence is a `str.format` template over `TaskOutcome.facts()`. Adding an outcome is
+    adding a member here; nothing else lists them.
+    """
+
+    # value, exit code, severity, sentence (None: success, nothing to explain)
+    SUCCEEDED = ("succeeded", 0, 0, None)
+    DISPATCHED = ("dispatched", 0, 1, None)
+    FAILED = (
+        "failed",
+        1,
+        2,
+        "{workload} failed: its container exited with code {exit_code} (task {task_id})",
+    )
+    NOT_STARTED = ("not_started", 5, 3, "task {task_id} never ran to completion: {stop}")
+    TIMEOUT = (
+        "timeout",
+        6,
+        5,
+        "timed out waiting for task {task_id}; it is left running: {attach}",
+    )
+    REFUSED = ("refused", 3, 6, "refused to dispatch {workload}: {message}")
+    INTERRUPTED = (
+        "interrupted",
+        130,
+        7,
+        "interrupted; task {task_id} is left running: {attach}",
+    )
+    VIOLATION = (
+        "violation",
+        4,
+        9,
+        "residency violation: {message} (task {task_id} was stopped)",
+    )
+
+    exit_code: int
+    severity: int
+    sentence: str | None
+
+    def __new__(cls, value: str, exit_code: int, severity: int, sentence: str | None) -> Outcome:
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.exit_code = exit_code
+        member.severity = severity
+        member.sentence = sentence
+        return member
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    @classmethod
+    def by_severity(cls) -> list[Outcome]:
+        """Least severe first: the order the README documents for multi-workload runs."""
+        return sorted(cls, key=lambda outcome: outcome.severity)
 
 
 @dataclass(frozen=True)
@@ -216,7 +269,7 @@ class TaskOutcome:
     locations: list[str]
     cluster: str
     run_id: str | None
-    outcome: str
+    outcome: Outcome
     task_arn: str | None = None
     host: PlacedHost | None = None
     status: str | None = None
@@ -233,6 +286,21 @@ class TaskOutcome:
     def task_id(self) -> str | None:
         return self.task_arn.rsplit("/", 1)[-1] if self.task_arn else None
 
+    def explanation(self, command: str = "residency", fallback: str | None = None) -> str | None:
+        """This task's outcome in one sentence (None when there is nothing to explain)."""
+        if self.outcome.sentence is None:
+            return None
+        stop = [self.stop_code, self.stopped_reason or "no reason given"]
+        facts = {
+            "workload": self.workload,
+            "task_id": self.task_id,
+            "exit_code": self.exit_code,
+            "message": (self.message or fallback or "").removeprefix("residency: "),
+            "stop": ": ".join(filter(None, stop)),
+            "attach": f"{command} attach {self.task_id}",
+        }
+        return self.outcome.sentence.format(**facts)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "workload": self.workload,
@@ -242,7 +310,7 @@ class TaskOutcome:
             "task_arn": self.task_arn,
             "task_id": self.task_id,
             "host": self.host.to_json() if self.host else None,
-            "outcome": self.outcome,
+            "outcome": self.outcome.value,
             "status": self.status,
             "exit_code": self.exit_code,
             "stop_code": self.stop_code,
@@ -252,23 +320,6 @@ class TaskOutcome:
             "started_at": self.started_at,
             "stopped_at": self.stopped_at,
         }
-
-
-_SEVERITY = {
-    name: rank
-    for rank, name in enumerate(
-        (
-            "succeeded",
-            "dispatched",
-            "failed",
-            "not_started",
-            "timeout",
-            "refused",
-            "interrupted",
-            "violation",
-        )
-    )
-}
 
 
 @dataclass(frozen=True)
@@ -282,17 +333,66 @@ class RunResult:
     host_attributes: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
-    def outcome(self) -> str:
-        return max((t.outcome for t in self.tasks), key=lambda o: _SEVERITY[o])
+    def outcome(self) -> Outcome:
+        return max((t.outcome for t in self.tasks), key=lambda outcome: outcome.severity)
 
     @property
     def primary(self) -> TaskOutcome:
         """The task that decides the outcome (the first one with the worst outcome)."""
-        return next(t for t in self.tasks if t.outcome == self.outcome)
+        return next(t for t in self.tasks if t.outcome is self.outcome)
+
+    def exit_code(self, *, container_code: bool = False) -> int:
+        """The process's exit code (CONTRACT.md section 6); with `container_code`, a failed
+        job exits with its container's own code (`--exit-code container`)."""
+        code = self.primary.exit_code
+        if container_code and self.outcome is Outcome.FAILED and code:
+            return int(code)
+        return self.outcome.exit_code
+
+    def explanation(self, command: str = "residency") -> str | None:
+        """The outcome's sentence for stderr (None on success). `command` is how to call
+        residency again (with the global options in effect) for the hints it contains."""
+        return self.primary.explanation(command, fallback=self.message)
 
     def to_json(self) -> dict[str, Any]:
         document = self.primary.to_json()
         if len(self.tasks) > 1:
-            document["outcome"] = self.outcome
+            document["outcome"] = self.outcome.value
             document["tasks"] = [t.to_json() for t in self.tasks]
         return document
+
+
+@dataclass(frozen=True)
+class HostList:
+    """`hosts`: the cluster's hosts (JSON: the list)."""
+
+    cluster: str
+    hosts: list[Host]
+
+    def to_json(self) -> list[Any]:
+        return [h.to_json() for h in self.hosts]
+
+
+@dataclass(frozen=True)
+class CheckList:
+    """`check`: one pre-flight per workload (JSON: the list)."""
+
+    checks: list[WorkloadCheck]
+
+    @property
+    def not_ready(self) -> list[str]:
+        return [c.workload for c in self.checks if not c.ready]
+
+    def to_json(self) -> list[Any]:
+        return [c.to_json() for c in self.checks]
+
+
+@dataclass(frozen=True)
+class TaskList:
+    """`tasks`: recent tasks of the map's workloads (JSON: the list)."""
+
+    cluster: str
+    tasks: list[TaskOutcome]
+
+    def to_json(self) -> list[Any]:
+        return [t.to_json() for t in self.tasks]

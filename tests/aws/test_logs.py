@@ -16,7 +16,7 @@ import pytest
 from moto.moto_api import state_manager
 
 from residency_cli.errors import AwsError, UsageError
-from residency_cli.logs import LogEvent, LogFollower, follow_task, read_logs, task_streams
+from residency_cli.logs import LogEvent, LogFollower, read_logs, tail_task, task_streams
 from tests.aws.conftest import REGION, MotoCluster
 from tests.unit.test_logs_support import Clock, throttling
 
@@ -100,7 +100,7 @@ def follow(
 ) -> tuple[list[LogEvent], Any]:
     _, streams = task_streams(cluster.ecs, cluster.config.cluster, task_arn)
     shown: list[LogEvent] = []
-    result = follow_task(
+    result = tail_task(
         cluster.ecs,
         logs,
         cluster.config.cluster,

@@ -19,7 +19,8 @@ import pytest
 
 from residency_cli.cli.app import main
 from residency_cli.errors import UsageError
-from residency_cli.logs import FollowResult, LogEvent, follow_task, read_logs, task_streams
+from residency_cli.logs import LogEvent, read_logs, tail_task, task_streams
+from residency_cli.waiting import WaitReport
 
 TEST_IMAGE = "sandbox/shell:latest"
 
@@ -57,11 +58,11 @@ def follow(
     clock: FastClock | None = None,
     logs_client: Any = None,
     **kwargs: Any,
-) -> tuple[list[LogEvent], FollowResult]:
+) -> tuple[list[LogEvent], WaitReport]:
     clients = sandbox.clients()
     _, streams = task_streams(clients.ecs, sandbox.cluster, task_arn)
     shown: list[LogEvent] = []
-    result = follow_task(
+    result = tail_task(
         clients.ecs,
         logs_client or clients.logs,
         sandbox.cluster,

@@ -76,7 +76,10 @@ def test_run_refused_json(
         "started_at",
         "stopped_at",
     }
-    assert err.startswith("error: refused to dispatch bonus")
+    # CONTRACT.md section 8: the run id on stderr before dispatch, then the refusal.
+    first, rest = err.split("\n", 1)
+    assert first.startswith("run id x ")
+    assert rest.startswith("error: refused to dispatch bonus")
     assert moto_cluster.ecs.list_tasks(cluster="acme-etl")["taskArns"] == []
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ import pytest
 
 from residency_cli.config import Config, parse_config
 from residency_cli.dispatch import Dispatcher
-from residency_cli.waiting import PollInterval
+from residency_cli.waiting import PollPolicy
 
 TEST_WORKLOADS = {
     # name: (command, location)
@@ -49,19 +48,13 @@ class World:
     recorder: Recorder = field(default_factory=Recorder)
 
     def dispatcher(self, **overrides: Any) -> Dispatcher:
-        from residency_cli.logs import logs_client_for
-
-        clients = self.sandbox.clients()
         options: dict[str, Any] = {
-            "sleep": time.sleep,
-            "now": time.monotonic,
             "observer": self.recorder,
-            "logs_client": lambda streams: logs_client_for(clients, streams),
-            "interval": PollInterval(floor=0.05, ceiling=0.2),
+            "policy": PollPolicy(describe_floor=0.05, describe_ceiling=0.2),
             "drain_grace": 0.2,
             **overrides,
         }
-        return Dispatcher(clients.ecs, clients.ssm, self.config, **options)
+        return Dispatcher.create(self.sandbox.clients(), self.config, **options)
 
 
 @pytest.fixture

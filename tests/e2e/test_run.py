@@ -172,7 +172,9 @@ def test_cli_run_json_and_exit_codes(
     assert code == 5 and "TaskFailedToStart" in capsys.readouterr().err
     code = main(["--sandbox", "-c", str(world.map_path), "run", "slow", "--timeout", "1s"])
     captured = capsys.readouterr()
-    assert code == 6 and "residency attach" in captured.err
+    # The hint repeats the global options, so that pasting it works (CONTRACT.md section 8).
+    assert code == 6 and "residency --sandbox --config " in captured.err
+    assert " attach " in captured.err
 
 
 def test_cli_run_text_shows_logs_and_where(
@@ -218,8 +220,8 @@ def test_ctrl_c_leaves_task_running_and_says_how_to_attach(world: World) -> None
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=30)
     assert process.returncode == 130, seen + err
-    assert "residency attach " in err and "Traceback" not in err
-    task_id = err.split("residency attach ")[-1].split()[0]
+    assert f"residency --config {world.map_path} " in err and "Traceback" not in err
+    task_id = err.split(" attach ")[-1].split()[0]
     assert world.sandbox.describe_task(task_id)["lastStatus"] == "RUNNING"
 
 
@@ -247,11 +249,11 @@ def test_a_reader_that_stops_reading_ends_run_quietly(world: World, tmp_path: Pa
     _, err = process.communicate(timeout=60)
     assert "Traceback" not in err
     assert process.returncode == 130, err
-    assert "residency attach " in err
+    assert f"residency --config {map_path} " in err and " attach " in err
 
 
 def test_json_knows_streams_without_waiting_and_tasks_names_violations(world: World) -> None:
-    from residency_cli.dispatch import recent_tasks
+    from residency_cli.tasks import recent_tasks
 
     dispatched = world.dispatcher().run("slow", RunOptions(run_id="nw"), wait=False).primary
     assert dispatched.log_stream == f"test/main/{dispatched.task_id}"

@@ -1,4 +1,4 @@
-"""logs.py without I/O: locating streams, the follower's reading rules, drain, follow_task."""
+"""logs.py without I/O: locating streams, the follower's reading rules, drain, tail_task."""
 
 from __future__ import annotations
 
@@ -16,15 +16,15 @@ from residency_cli.logs import (
     LogEvent,
     LogFollower,
     LogStream,
-    PollPolicy,
     drain,
-    follow_task,
     format_timestamp,
     locate_streams,
     read_logs,
+    tail_task,
     task_id_of,
     task_streams,
 )
+from residency_cli.waiting import PollPolicy
 from tests.unit.test_logs_support import (
     Clock,
     FakeEcs,
@@ -175,17 +175,17 @@ def test_format_timestamp_round_trips(milliseconds: int) -> None:
 
 
 def test_poll_policy_is_adaptive_and_bounded() -> None:
-    policy = PollPolicy(minimum=0.25, maximum=2.0, factor=1.5)
-    interval = policy.minimum
+    policy = PollPolicy(log_minimum=0.25, log_maximum=2.0, factor=1.5)
+    interval = policy.log_minimum
     seen = []
     for _ in range(10):
-        interval = policy.next_interval(interval, new_events=False)
+        interval = policy.next_log_interval(interval, new_events=False)
         seen.append(interval)
     assert seen[0] == pytest.approx(0.375)
     assert max(seen) == 2.0 and seen == sorted(seen)
-    assert policy.next_interval(2.0, new_events=True) == 0.25
-    assert policy.next_interval(0.25, new_events=True, behind=True) == 0.0
-    assert policy.next_interval(0.25, new_events=True, behind=True, throttled=True) == 2.0
+    assert policy.next_log_interval(2.0, new_events=True) == 0.25
+    assert policy.next_log_interval(0.25, new_events=True, behind=True) == 0.0
+    assert policy.next_log_interval(0.25, new_events=True, behind=True, throttled=True) == 2.0
 
 
 # --------------------------------------------------------------------------- the follower
@@ -456,10 +456,10 @@ def test_read_logs_retries_throttling_with_back_off() -> None:
     assert messages(events) == ["a"] and clock.sleeps == [2.0, 2.0]
 
 
-# --------------------------------------------------------------------------- follow_task
+# --------------------------------------------------------------------------- tail_task
 
 
-def test_follow_task_ends_by_itself_after_stop_with_every_line() -> None:
+def test_tail_task_ends_by_itself_after_stop_with_every_line() -> None:
     logs = FakeLogs()
     s = stream(task_id="0123456789abcdef")
 
@@ -479,7 +479,7 @@ def test_follow_task_ends_by_itself_after_stop_with_every_line() -> None:
     clock = Clock()
     shown: list[LogEvent] = []
     statuses: list[str] = []
-    result = follow_task(
+    result = tail_task(
         ecs,  # type: ignore[arg-type]
         logs,  # type: ignore[arg-type]
         "acme-etl",
@@ -498,7 +498,7 @@ def test_follow_task_ends_by_itself_after_stop_with_every_line() -> None:
     assert all(0 <= pause <= 2.0 for pause in clock.sleeps)
 
 
-def test_follow_task_describes_the_task_at_most_once_a_second() -> None:
+def test_tail_task_describes_the_task_at_most_once_a_second() -> None:
     """Logs are polled every 0.25 s while lines arrive; DescribeTasks stays at 1/s at most."""
     logs = FakeLogs()
     s = stream()
@@ -511,7 +511,7 @@ def test_follow_task_describes_the_task_at_most_once_a_second() -> None:
 
     ecs = FakeEcs(TASK_ARN, ["RUNNING"] * 8 + ["STOPPED"], on_describe=progress)
     shown: list[LogEvent] = []
-    result = follow_task(
+    result = tail_task(
         ecs,  # type: ignore[arg-type]
         logs,  # type: ignore[arg-type]
         "acme-etl",
@@ -520,7 +520,7 @@ def test_follow_task_describes_the_task_at_most_once_a_second() -> None:
         sleep=clock.sleep,
         now=clock.now,
         on_event=shown.append,
-        policy=PollPolicy(minimum=0.25, maximum=2.0),
+        policy=PollPolicy(log_minimum=0.25, log_maximum=2.0),
     )
     gaps = [b - a for a, b in itertools.pairwise(described_at)]
     assert result.describe_calls == 9 and min(gaps) >= 1.0, gaps
@@ -528,34 +528,34 @@ def test_follow_task_describes_the_task_at_most_once_a_second() -> None:
     assert len(logs.calls) > 2 * result.describe_calls  # the logs were polled faster
 
 
-def test_follow_task_on_a_long_stopped_task_needs_no_grace() -> None:
+def test_tail_task_on_a_long_stopped_task_needs_no_grace() -> None:
     logs = FakeLogs()
     s = stream()
     logs.put(s, (1, "a"))
     ecs = FakeEcs(TASK_ARN, ["STOPPED"], stopped_at=datetime(2020, 1, 1, tzinfo=timezone.utc))
     clock = Clock()
     shown: list[LogEvent] = []
-    result = follow_task(
+    result = tail_task(
         ecs, logs, "c", TASK_ARN, [s], sleep=clock.sleep, now=clock.now, on_event=shown.append
     )  # type: ignore[arg-type]
     assert messages(shown) == ["a"] and result.describe_calls == 1
     assert clock.t < 0.5 and len(logs.calls) == 2
 
 
-def test_follow_task_of_a_task_ecs_forgot_reads_what_is_there() -> None:
+def test_tail_task_of_a_task_ecs_forgot_reads_what_is_there() -> None:
     logs = FakeLogs()
     s = stream()
     logs.put(s, (1, "a"))
     ecs = FakeEcs(TASK_ARN, [])
     clock = Clock()
     shown: list[LogEvent] = []
-    result = follow_task(
+    result = tail_task(
         ecs, logs, "c", TASK_ARN, [s], sleep=clock.sleep, now=clock.now, on_event=shown.append
     )  # type: ignore[arg-type]
     assert messages(shown) == ["a"] and result.task is None
 
 
-def test_follow_task_survives_throttled_describe_and_logs() -> None:
+def test_tail_task_survives_throttled_describe_and_logs() -> None:
     logs = FakeLogs()
     s = stream()
     logs.put(s, (1, "a"))
@@ -564,7 +564,7 @@ def test_follow_task_survives_throttled_describe_and_logs() -> None:
     ecs.errors.append(throttling("DescribeTasks"))
     clock = Clock()
     shown: list[LogEvent] = []
-    result = follow_task(
+    result = tail_task(
         ecs, logs, "c", TASK_ARN, [s], sleep=clock.sleep, now=clock.now, on_event=shown.append
     )  # type: ignore[arg-type]
     assert messages(shown) == ["a"] and result.status == "STOPPED"
@@ -572,12 +572,12 @@ def test_follow_task_survives_throttled_describe_and_logs() -> None:
     assert clock.sleeps[0] == 2.0  # backed off to the maximum
 
 
-def test_follow_task_propagates_other_describe_errors() -> None:
+def test_tail_task_propagates_other_describe_errors() -> None:
     ecs = FakeEcs(TASK_ARN, ["RUNNING"])
     ecs.errors.append(client_error("AccessDeniedException", "DescribeTasks"))
     clock = Clock()
     with pytest.raises(AwsError, match="describing task"):
-        follow_task(
+        tail_task(
             ecs,
             FakeLogs(),
             "c",
@@ -589,14 +589,14 @@ def test_follow_task_propagates_other_describe_errors() -> None:
         )  # type: ignore[arg-type]
 
 
-def test_follow_task_reads_a_backlog_without_waiting_or_describing_each_page() -> None:
+def test_tail_task_reads_a_backlog_without_waiting_or_describing_each_page() -> None:
     logs = FakeLogs()
     s = stream()
     logs.put(s, *[(i // 7, "line") for i in range(35_000)])
     ecs = FakeEcs(TASK_ARN, ["RUNNING", "STOPPED"])
     clock = Clock()
     shown: list[LogEvent] = []
-    follow_task(
+    tail_task(
         ecs, logs, "c", TASK_ARN, [s], sleep=clock.sleep, now=clock.now, on_event=shown.append
     )  # type: ignore[arg-type]
     assert len(shown) == 35_000
@@ -606,7 +606,7 @@ def test_follow_task_reads_a_backlog_without_waiting_or_describing_each_page() -
     assert ecs.calls == 2 and len(logs.calls) >= 5
 
 
-def test_follow_task_interrupt_propagates() -> None:
+def test_tail_task_interrupt_propagates() -> None:
     ecs = FakeEcs(TASK_ARN, ["RUNNING"])
     clock = Clock()
 
@@ -615,7 +615,7 @@ def test_follow_task_interrupt_propagates() -> None:
 
     clock.on_sleep = interrupt
     with pytest.raises(KeyboardInterrupt):
-        follow_task(
+        tail_task(
             ecs,
             FakeLogs(),
             "c",

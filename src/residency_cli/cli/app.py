@@ -74,7 +74,9 @@ def root(
     ),
 ) -> None:
     """Residency-aware task dispatch on AWS ECS Anywhere."""
-    ctx.obj = AppState(
+    from residency_cli.cli import render
+
+    state = AppState(
         config_path=config,
         profile=profile,
         region=region,
@@ -82,6 +84,8 @@ def root(
         sandbox=sandbox,
         verbose=verbose,
     )
+    ctx.obj = state
+    render.set_command(state.command_words())
 
 
 app.command("validate")(config_cmds.validate)

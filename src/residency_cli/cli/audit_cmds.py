@@ -2,42 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 
 from residency_cli.cli import render
 from residency_cli.cli.state import OUTPUT_OPTION, OutputFormat, app_state
-
-if TYPE_CHECKING:
-    from residency_cli.audit import AuditFinding
-
-
-def render_findings(findings: list[AuditFinding]) -> None:
-    rows = [
-        [
-            f.task_id,
-            f.workload,
-            ", ".join(f.allowed),
-            f.host,
-            f.location_then,
-            f.location_now,
-            f.status,
-            f.verdict if f.reason is None else f"VIOLATION: {f.reason}",
-        ]
-        for f in findings
-    ]
-    render.table(
-        "Residency audit",
-        ["task", "workload", "allowed", "host", "then", "now", "status", "verdict"],
-        rows,
-    )
-    bad = sum(1 for f in findings if f.reason)
-    render.show(
-        f"{len(findings)} task(s) audited, [red]{bad} violation(s)[/red]"
-        if bad
-        else f"{len(findings)} task(s) audited, [green]no violation[/green]"
-    )
 
 
 def audit(
@@ -48,6 +18,7 @@ def audit(
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Was every task of a mapped workload on a host its workload allows? Exit 4 if not."""
+    from residency_cli.audit import AuditReport
     from residency_cli.audit import audit as run_audit
     from residency_cli.durations import parse_duration
     from residency_cli.errors import UsageError, ViolationError
@@ -61,12 +32,9 @@ def audit(
     state = app_state(ctx)
     config = state.config()
     clients = state.clients()
-    findings = run_audit(clients.ecs, clients.ssm, config, since_seconds=window)
-    if output is OutputFormat.json:
-        render.emit_json(findings)
-    else:
-        render_findings(findings)
-    violations = [f for f in findings if f.reason]
+    report = AuditReport(run_audit(clients.ecs, clients.ssm, config, since_seconds=window))
+    render.render(report, output)
+    violations = report.violations
     if violations:
         raise ViolationError(
             f"{len(violations)} task(s) outside their allowed locations: "

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import typer
 
 from residency_cli.cli import render
@@ -24,37 +22,15 @@ def validate(ctx: typer.Context, output: OutputFormat = OUTPUT_OPTION) -> None:
         locations=list(config.locations),
         hosts=dict(config.hosts),
         workloads={name: list(w.locations) for name, w in config.workloads.items()},
+        workload_details={
+            name: (w.task_definition, build_expression(config.location_attribute, w.locations))
+            for name, w in config.workloads.items()
+        },
+        location_details={
+            name: (loc.data_region, loc.description) for name, loc in config.locations.items()
+        },
     )
-    if output is OutputFormat.json:
-        render.emit_json(summary)
-        return
-    render.show(
-        f"[green]✓[/green] {render.plain(config.source)} is valid: cluster {config.cluster}, "
-        f"{len(config.workloads)} workload(s), {len(config.locations)} location(s), "
-        f"{len(config.hosts)} declared host(s)"
-    )
-    rows: list[list[Any]] = [
-        [
-            name,
-            w.task_definition,
-            ", ".join(w.locations),
-            build_expression(config.location_attribute, w.locations),
-        ]
-        for name, w in config.workloads.items()
-    ]
-    render.table("Workloads", ["workload", "task definition", "locations", "placement"], rows)
-    described = [
-        [
-            name,
-            loc.data_region,
-            loc.description,
-            ", ".join(h for h, where in config.hosts.items() if where == name),
-        ]
-        for name, loc in config.locations.items()
-    ]
-    render.table(
-        "Locations", ["location", "data region", "description", "declared hosts"], described
-    )
+    render.render(summary, output)
 
 
 def schema(output: OutputFormat = OUTPUT_OPTION) -> None:

@@ -21,18 +21,12 @@ def _step(number: int, title: str) -> None:
 
 def demo() -> None:
     """Run the whole story on a fresh local sandbox (starts and stops it itself)."""
-    from residency_cli.audit import audit
+    from residency_cli.audit import AuditReport, audit
     from residency_cli.aws import Clients
-    from residency_cli.cli.audit_cmds import render_findings
-    from residency_cli.cli.dispatch_cmds import (
-        console_dispatcher,
-        render_checks,
-        render_result,
-    )
-    from residency_cli.cli.hosts_cmds import render_change, render_hosts
-    from residency_cli.dispatch import RunOptions, check, new_run_id
+    from residency_cli.dispatch import Dispatcher, RunOptions, check, new_run_id
     from residency_cli.errors import ResidencyError
     from residency_cli.hosts import list_hosts, register_host
+    from residency_cli.results import CheckList, HostList
     from residency_cli.sandbox.embedded import embedded_sandbox
     from residency_cli.sandbox.seed import EXAMPLE_MAP
 
@@ -49,28 +43,34 @@ def demo() -> None:
             )
 
             _step(1, "The hosts, as they joined the cluster: no location yet")
-            render_hosts(list_hosts(clients.ecs, clients.ssm, config), config.cluster)
+            text = OutputFormat.text
+            render.render(
+                HostList(config.cluster, list_hosts(clients.ecs, clients.ssm, config)), text
+            )
 
             _step(2, "Label each host by hostname (residency register-host HOST --location LOC)")
             for hostname, location in config.hosts.items():
                 change = register_host(clients.ecs, clients.ssm, config, hostname, location)
-                render_change(change, OutputFormat.text)
-            render_hosts(list_hosts(clients.ecs, clients.ssm, config), config.cluster)
+                render.render(change, text)
+            render.render(
+                HostList(config.cluster, list_hosts(clients.ecs, clients.ssm, config)), text
+            )
 
             _step(3, "Pre-flight every workload (residency check)")
-            checks = check(clients.ecs, clients.ssm, config)
-            render_checks(checks)
-            failures += [f"check {c.workload}" for c in checks if not c.ready]
+            checks = CheckList(check(clients.ecs, clients.ssm, config))
+            render.render(checks, text)
+            failures += [f"check {name}" for name in checks.not_ready]
 
             for number, name in enumerate(config.workloads, start=4):
                 allowed = ", ".join(config.workloads[name].locations)
                 _step(number, f"residency run {name}  (allowed: {allowed})")
-                dispatcher, observer = console_dispatcher(clients, config, OutputFormat.text)
+                observer = render.ConsoleObserver(text)
+                dispatcher = Dispatcher.create(clients, config, observer=observer)
                 try:
                     result = dispatcher.run(name, RunOptions(run_id=new_run_id()))
                 finally:
                     observer.close()
-                render_result(result)
+                render.render(result, text)
                 if result.outcome != "succeeded":
                     failures.append(f"run {name}: {result.outcome}")
 
@@ -84,9 +84,9 @@ def demo() -> None:
                     failures.append(f"no report in s3://{bucket}")
 
             _step(len(config.workloads) + 5, "Audit: did every task run where its data lives?")
-            findings = audit(clients.ecs, clients.ssm, config)
-            render_findings(findings)
-            failures += [f"audit: {f.task_id} {f.reason}" for f in findings if f.reason]
+            report = AuditReport(audit(clients.ecs, clients.ssm, config))
+            render.render(report, text)
+            failures += [f"audit: {f.task_id} {f.reason}" for f in report.violations]
         render.note(f"sandbox stopped; demo took {time.monotonic() - started:.1f} s")
     if failures:
         raise ResidencyError("the demo failed: " + "; ".join(failures))

@@ -53,7 +53,7 @@ def logs(
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """The task's CloudWatch log events (group and stream from its awslogs options)."""
-    from residency_cli.logs import follow_task, logs_client_for, read_logs, task_streams
+    from residency_cli.logs import logs_client_for, read_logs, tail_task, task_streams
 
     since_ms = _since_ms(since)
     state = app_state(ctx)
@@ -66,14 +66,12 @@ def logs(
         show_container=len({s.container for s in streams}) > 1,
     )
     if follow:
-        result = follow_task(
+        result = tail_task(
             clients.ecs,
             logs_client,
             config.cluster,
             str(found["taskArn"]),
             streams,
-            sleep=time.sleep,
-            now=time.monotonic,
             on_event=printer,
             start_time_ms=since_ms,
         )

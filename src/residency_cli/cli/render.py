@@ -1,21 +1,51 @@
-"""The only module that prints. Text is for people (rich; colour only on a TTY and never
-with NO_COLOR); JSON is one document on stdout for scripts; diagnostics go to stderr."""
+"""The only module that prints: `render(result, output)` for every command's result,
+`ConsoleObserver` while a run waits, and the primitives below. Text is for people (rich;
+colour only on a TTY and never with NO_COLOR); JSON is one document on stdout for scripts;
+diagnostics go to stderr."""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.status import Status
 
+    from residency_cli.audit import AuditReport
+    from residency_cli.cli.state import OutputFormat
+    from residency_cli.dispatch import DryRun
+    from residency_cli.hosts import SyncPlan
     from residency_cli.logs import LogEvent
+    from residency_cli.results import (
+        CheckList,
+        HostList,
+        LabelChange,
+        PlacedHost,
+        RunResult,
+        TaskList,
+        ValidateSummary,
+    )
 
 PIPE_WIDTH = 200
+# How to call residency again, with the global options in effect (`--sandbox`, `--config`,
+# ...), for the follow-up commands that hints print: set once by the CLI's root.
+_command = ["residency"]
+
+
+def set_command(words: Sequence[str]) -> None:
+    _command[:] = list(words) or ["residency"]
+
+
+def command() -> str:
+    """`residency` and the global options in effect, quoted for the shell."""
+    import shlex
+
+    return " ".join(shlex.quote(word) for word in _command)
 
 
 @contextmanager
@@ -158,3 +188,259 @@ class LogPrinter:
         with _to_stdout():
             self.file.write(self.line(event) + "\n")
             self.file.flush()
+
+
+# --------------------------------------------------------------------------- results
+
+
+def render(result: Any, output: OutputFormat) -> None:
+    """Print a command's result: JSON (its `to_json()`) for scripts, text for people."""
+    from residency_cli.cli.state import OutputFormat
+
+    if output is OutputFormat.json:
+        emit_json(result)
+        return
+    text = _TEXT.get(type(result).__name__)
+    if text is None:  # pragma: no cover - a result type without a text form is a bug
+        raise TypeError(f"no text form for {type(result).__name__}")
+    text(result)
+
+
+def _hosts(result: HostList) -> None:
+    if not result.hosts:
+        note(f"cluster {result.cluster} has no container instances (that match)")
+    rows = [
+        [
+            h.container_instance_id,
+            h.instance_id,
+            h.hostname,
+            h.location,
+            h.status,
+            yes_no(h.agent_connected),
+            h.running_tasks,
+            h.cpu_available,
+            h.memory_available,
+        ]
+        for h in result.hosts
+    ]
+    columns = ["id", "instance", "hostname", "location", "status", "agent", "tasks", "cpu"]
+    table(f"Hosts of {result.cluster}", [*columns, "memory"], rows)
+
+
+def _label_change(change: LabelChange) -> None:
+    host = change.host.label
+    prefix = "would " if change.dry_run else ""
+    attribute = change.attribute
+    if change.action == "unchanged":
+        state = f"{attribute}={change.location}" if change.location else f"no {attribute}"
+        show(f"{host} already has {state}; nothing to do", markup=False)
+        return
+    if change.action == "remove":
+        verb = "remove" if change.dry_run else "removed"
+        show(f"{prefix}{verb} {attribute}={change.previous} from {host}", markup=False)
+    else:
+        moved = f" (was {change.previous})" if change.previous else ""
+        show(f"{prefix}set {attribute}={change.location} on {host}{moved}", markup=False)
+    if change.dry_run and change.request is not None:
+        note("request (ECS " + ("PutAttributes" if change.location else "DeleteAttributes") + "):")
+        emit_json(change.request)
+
+
+def _sync_plan(plan: SyncPlan) -> None:
+    """Before applying: the plan; after: what was applied (the plan was shown first)."""
+    if plan.applied:
+        show(f"applied {len(plan.steps)} change(s)", markup=False)
+        return
+    if plan.steps:
+        rows = [[s.action, s.host.label, s.previous, s.location, s.declared_as] for s in plan.steps]
+        table("Plan", ["action", "host", "from", "to", "declared as"], rows)
+    if plan.unchanged:
+        show(f"already right: {', '.join(plan.unchanged)}", markup=False)
+    if not plan.steps:
+        show("the cluster's labels already match the map", markup=False)
+    elif plan.dry_run:
+        show(f"dry run: {len(plan.steps)} change(s) planned, nothing changed", markup=False)
+
+
+def _checks(result: CheckList) -> None:
+    for check in result.checks:
+        mark = "[green]ready[/green]" if check.ready else "[red]not ready[/red]"
+        show(
+            f"{plain(check.workload)}: {mark} — {plain(check.task_definition)}, "
+            f"placement `{plain(check.expression)}`, "
+            f"needs {check.cpu} CPU / {check.memory} MiB"
+        )
+        for problem in check.problems:
+            show(f"  [red]✗[/red] {plain(problem)}")
+        rows = [
+            [v.host.label, v.host.location, yes_no(v.compliant), "; ".join(v.reasons) or "-"]
+            for v in check.hosts
+        ]
+        if rows:
+            table(None, ["host", "location", "compliant", "why not"], rows)
+        elif not check.problems:
+            show("  [red]✗[/red] the cluster has no container instances")
+
+
+def _run(result: RunResult) -> None:
+    for task in result.tasks:
+        host = task.host
+        where = ""
+        if host is not None:
+            name = host.hostname or host.instance_id or host.container_instance_arn
+            where = plain(f" on {name} ({host.location or 'no location'})")
+        colour = {"succeeded": "green", "dispatched": "cyan"}.get(task.outcome.value, "red")
+        ended = task.exit_code is not None and task.status in ("STOPPED", "DELETED")
+        exit_text = f", exit code {task.exit_code}" if ended else ""
+        show(f"[{colour}]{task.outcome.value}[/{colour}] {plain(task.workload)}{where}{exit_text}")
+        if task.task_id:
+            show(f"  task {task.task_id}  run id {task.run_id or '-'}", markup=False)
+            if task.outcome.value == "dispatched":
+                show(
+                    f"  arn {task.task_arn}\n  follow it: {command()} attach {task.task_id}",
+                    markup=False,
+                )
+        if task.log_stream:
+            show(f"  logs {task.log_group} {task.log_stream}", markup=False)
+
+
+def _dry_run(plan: DryRun) -> None:
+    note("RunTask request (nothing was sent):")
+    emit_json(plan.request)
+    note("equivalent AWS CLI command:")
+    raw(plan.aws_cli)
+
+
+def _tasks(result: TaskList) -> None:
+    rows = [
+        [
+            t.task_id,
+            t.workload,
+            (t.host.hostname or t.host.instance_id) if t.host else None,
+            t.host.location if t.host else None,
+            t.status,
+            t.exit_code,
+            t.started_at,
+            t.stopped_at,
+        ]
+        for t in result.tasks
+    ]
+    columns = ["task", "workload", "host", "location", "status", "exit", "started", "stopped"]
+    table(f"Tasks of {result.cluster}", columns, rows)
+
+
+def _audit(report: AuditReport) -> None:
+    rows = [
+        [
+            f.task_id,
+            f.workload,
+            ", ".join(f.allowed),
+            f.host,
+            f.location_then,
+            f.location_now,
+            f.status,
+            f.verdict if f.reason is None else f"VIOLATION: {f.reason}",
+        ]
+        for f in report.findings
+    ]
+    table(
+        "Residency audit",
+        ["task", "workload", "allowed", "host", "then", "now", "status", "verdict"],
+        rows,
+    )
+    bad = len(report.violations)
+    count = len(report.findings)
+    show(
+        f"{count} task(s) audited, [red]{bad} violation(s)[/red]"
+        if bad
+        else f"{count} task(s) audited, [green]no violation[/green]"
+    )
+
+
+def _validate(summary: ValidateSummary) -> None:
+    show(
+        f"[green]✓[/green] {plain(summary.source)} is valid: cluster {plain(summary.cluster)}, "
+        f"{len(summary.workloads)} workload(s), {len(summary.locations)} location(s), "
+        f"{len(summary.hosts)} declared host(s)"
+    )
+    rows: list[list[Any]] = [
+        [name, definition, ", ".join(summary.workloads[name]), expression]
+        for name, (definition, expression) in summary.workload_details.items()
+    ]
+    table("Workloads", ["workload", "task definition", "locations", "placement"], rows)
+    described = [
+        [
+            name,
+            region,
+            description,
+            ", ".join(h for h, where in summary.hosts.items() if where == name),
+        ]
+        for name, (region, description) in summary.location_details.items()
+    ]
+    table("Locations", ["location", "data region", "description", "declared hosts"], described)
+
+
+_TEXT: dict[str, Callable[[Any], None]] = {
+    "HostList": _hosts,
+    "LabelChange": _label_change,
+    "SyncPlan": _sync_plan,
+    "CheckList": _checks,
+    "RunResult": _run,
+    "DryRun": _dry_run,
+    "TaskList": _tasks,
+    "AuditReport": _audit,
+    "ValidateSummary": _validate,
+}
+
+
+# --------------------------------------------------------------------------- while waiting
+
+
+class ConsoleObserver:
+    """Status changes, placement and log lines as they happen: a live spinner on a terminal,
+    one line per change otherwise. Log lines go to stdout in text mode (they are the job's
+    output) and to stderr with --output json (stdout holds the one JSON document)."""
+
+    def __init__(self, output: OutputFormat) -> None:
+        from residency_cli.cli.state import OutputFormat
+
+        self.err = stderr()
+        self.live: Status | None = None
+        self.printer = LogPrinter(
+            json_lines=False, show_container=True, to_stderr=output is OutputFormat.json
+        )
+        if self.err.is_terminal and stdout().is_terminal:
+            self.live = self.err.status("dispatching…")
+            self.live.start()
+
+    @staticmethod
+    def _short(arn: str) -> str:
+        return arn.rsplit("/", 1)[-1]
+
+    def status(self, task: Mapping[str, Any], previous: str | None) -> None:
+        import time
+
+        current = task.get("lastStatus")
+        line = f"task {self._short(str(task.get('taskArn')))}: {previous or 'new'} → {current}"
+        if self.live is not None:
+            self.live.update(f"task {self._short(str(task.get('taskArn')))}: {current}…")
+        self.err.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {plain(line)}")
+
+    def placed(self, task_arn: str, host: PlacedHost, allowed: bool) -> None:
+        where = host.hostname or host.instance_id or host.container_instance_arn
+        verdict = "[green]allowed[/green]" if allowed else "[red]NOT ALLOWED — stopping it[/red]"
+        location = host.location or "no location"
+        placed = plain(f"task {self._short(task_arn)} placed on {where} in {location}")
+        self.err.print(f"{placed}: {verdict}")
+
+    def log(self, event: LogEvent) -> None:
+        if self.live is not None:
+            # Through the live console, so the spinner line is redrawn below the log line.
+            line = self.printer.line(event)
+            self.err.print(line, markup=False, highlight=False, emoji=False, soft_wrap=True)
+        else:
+            self.printer(event)
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()

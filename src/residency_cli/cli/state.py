@@ -42,6 +42,24 @@ class AppState:
     _config: Config | None = field(default=None, repr=False)
     _clients: Clients | None = field(default=None, repr=False)
 
+    def command_words(self) -> list[str]:
+        """`residency` with the global options in effect: what a printed hint must repeat
+        so that pasting it acts on the same cluster with the same map."""
+        words = ["residency"]
+        options = [("--config", self.config_path)]
+        if self.sandbox:  # the sandbox decides endpoint, region and credentials itself
+            words.append("--sandbox")
+        else:
+            options += [
+                ("--profile", self.profile),
+                ("--region", self.region),
+                ("--endpoint-url", self.endpoint_url),
+            ]
+        for flag, value in options:
+            if value:
+                words += [flag, value]
+        return words
+
     def config(self) -> Config:
         if self._config is None:
             from residency_cli.config import ENV_VAR, load_config, resolve_config_path
