@@ -9,7 +9,7 @@ on until every task is seen STOPPED. Every request is counted and timestamped by
 Two ways are measured:
 
 - `one-loop`: the ten runs dispatched one after the other with `wait=False`, then
-  `Dispatcher.wait(runs)`: one loop, one DescribeTasks per tick for all 100 tasks, the hosts
+  `Dispatcher.outcomes(runs)`: one loop, one DescribeTasks per tick for all 100 tasks, the hosts
   of newly placed or newly running tasks read back together;
 - `threads` (the reference): ten `Dispatcher.run(..., count=10, follow=False)` in ten
   threads, each dispatching and waiting on its own ten tasks (what ten
@@ -86,7 +86,7 @@ def _threads(clients: Any, config: Any, tag: str) -> tuple[int, int, list[str]]:
 
 
 def _one_loop(clients: Any, config: Any, tag: str) -> tuple[int, int, list[str]]:
-    """Ten runs dispatched without waiting, then `Dispatcher.wait` on all ten in one loop:
+    """Ten runs dispatched without waiting, then `Dispatcher.outcomes` on all ten in one loop:
     (tasks, succeeded, what went wrong with the others)."""
     from residency_cli.dispatch import Dispatcher, RunOptions
 
@@ -95,7 +95,7 @@ def _one_loop(clients: Any, config: Any, tag: str) -> tuple[int, int, list[str]]
         dispatcher.run(name, RunOptions(run_id=f"{tag}-{name}-{index}", count=COUNT), wait=False)
         for name, index in _plan()
     ]
-    results = dispatcher.wait(runs, timeout=120)
+    results = dispatcher.outcomes(runs, timeout=120)
     return _tally([t for r in results for t in r.tasks])
 
 

@@ -318,7 +318,7 @@ def targets(results: dict[str, Any]) -> str:
 |---|---|---|
 | `residency --help` at most half the time of `aws --version` | {s(up["residency --help"], 3)} vs {s(up["aws --version"], 3)}: {ratio:.2f} × | {verdict(ratio <= 0.5)} |
 | STOPPED-detection latency, median at most 1 s | median {s(med(det))}, max {s(max(det))} ({len(det)} runs) | {verdict(med(det) <= 1.0)} |
-| fan-out of 100 tasks: at most one DescribeTasks call per second | `Dispatcher.wait` on ten runs: at most {one_loop["describe_tasks_max_in_1s"]} in any second, {s(one_loop["wall_median"])} wall (ten runs waiting in ten threads, for comparison: up to {threads["describe_tasks_max_in_1s"]} in one second) | {verdict(_fanout_ok(one_loop))} |
+| fan-out of 100 tasks: at most one DescribeTasks call per second | `Dispatcher.outcomes` on ten runs: at most {one_loop["describe_tasks_max_in_1s"]} in any second, {s(one_loop["wall_median"])} wall (ten runs waiting in ten threads, for comparison: up to {threads["describe_tasks_max_in_1s"]} in one second) | {verdict(_fanout_ok(one_loop))} |
 | logs: {results["logs"]["lines"]:,} lines (and a 5-line task) followed, 0 lost and 0 duplicated | {lost} lost, {duplicated} duplicated over {len(outcomes)} runs of either | {verdict(lost == 0 and duplicated == 0)} |
 | ETL (issue 3): no slower than pandas at {e["rows"]:,} rows, exact, under {e["memory_limit_mb"]} MB on {e["memory_rows"]:,} rows | etl/pandas {etl_ratios(e, "times")} | {verdict(bool(e["pass"]))} |
 | ETL at {e["memory_rows"]:,} rows: no slower than pandas (not a stated target) | etl/pandas {etl_ratios(e, "large")} | {large_verdict} |
@@ -455,7 +455,7 @@ changes, backing off ×1.5 up to 10 s after 20 s without change.
 def fanout_section(found: dict[str, Any]) -> str:
     labels = {
         "threads": "ten `Dispatcher.run(count=10)` in ten threads",
-        "one-loop": "ten runs `wait=False`, then `Dispatcher.wait(runs)`",
+        "one-loop": "ten runs `wait=False`, then `Dispatcher.outcomes(runs)`",
     }
     rows, calls = [], []
     for mode, label in labels.items():
@@ -491,7 +491,7 @@ sandbox reset before each. Every request is counted and timestamped by the sandb
 time is from the first dispatch to the last task seen STOPPED; "succeeded" = every task
 stopped with exit code 0 on a host of its workload's location.
 
-`Dispatcher.wait(runs)` waits on the tasks of several runs (of any workloads) in one loop:
+`Dispatcher.outcomes(runs)` waits on the tasks of several runs (of any workloads) in one loop:
 one DescribeTasks per tick for up to 100 tasks, the hosts of newly placed or newly running
 tasks read back together (one DescribeContainerInstances and one SSM call), each task judged
 against its own workload. The reference is what ten `residency run --count 10` in parallel

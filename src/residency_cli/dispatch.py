@@ -616,7 +616,9 @@ class Dispatcher:
             event="attach",
         )
 
-    def wait(self, runs: Sequence[RunResult], *, timeout: float | None = None) -> list[RunResult]:
+    def outcomes(
+        self, runs: Sequence[RunResult], *, timeout: float | None = None
+    ) -> list[RunResult]:
         """Wait on the tasks of several runs (`run(..., wait=False)`, any workloads) in the
         engine's one loop: one DescribeTasks per tick for up to 100 tasks, each task judged
         against its own workload (a misplaced one is stopped, its run's outcome is

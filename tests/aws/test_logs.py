@@ -95,7 +95,7 @@ class ThrottlingLogs:
         return self.inner.get_log_events(**params)
 
 
-def follow(
+def tail(
     cluster: MotoCluster, logs: Any, task_arn: str, clock: Clock
 ) -> tuple[list[LogEvent], Any]:
     _, streams = task_streams(cluster.ecs, cluster.config.cluster, task_arn)
@@ -172,7 +172,7 @@ def test_short_task_every_line_including_the_last(
             put(logs, stream, [(base + 4, "line 4")])
 
     clock = Clock(on_sleep=last_line_arrives_late)
-    shown, result = follow(moto_cluster, logs, arn, clock)
+    shown, result = tail(moto_cluster, logs, arn, clock)
     assert [e.message for e in shown] == [f"line {i}" for i in range(5)]
     assert result.status == "STOPPED" and result.drain_complete is True
     assert clock.t < 5.0
@@ -195,7 +195,7 @@ def test_long_task_lines_while_running(
             moto_cluster.ecs.stop_task(cluster=moto_cluster.config.cluster, task=arn)
 
     clock = Clock(on_sleep=produce)
-    shown, result = follow(moto_cluster, logs, arn, clock)
+    shown, result = tail(moto_cluster, logs, arn, clock)
     assert [(e.timestamp, e.message) for e in shown] == lines
     assert result.events == 30_000
     # One GetLogEvents per poll; each poll here returned at most 2,500 lines.
@@ -216,7 +216,7 @@ def test_same_timestamp_lines(moto_cluster: MotoCluster, logs: Any, manual_tasks
         else:
             moto_cluster.ecs.stop_task(cluster=moto_cluster.config.cluster, task=arn)
 
-    shown, _ = follow(moto_cluster, logs, arn, Clock(on_sleep=produce))
+    shown, _ = tail(moto_cluster, logs, arn, Clock(on_sleep=produce))
     assert [e.message for e in shown] == [
         "same",
         "same",
@@ -233,7 +233,7 @@ def test_empty_stream(moto_cluster: MotoCluster, logs: Any, manual_tasks: None) 
     arn = start_task(moto_cluster)
     logs.create_log_stream(logGroupName=GROUP, logStreamName=f"etl/app/{arn.rsplit('/', 1)[-1]}")
     clock = Clock(on_sleep=stop_at(moto_cluster, arn, 1.0))
-    shown, result = follow(moto_cluster, logs, arn, clock)
+    shown, result = tail(moto_cluster, logs, arn, clock)
     assert shown == [] and result.drain_complete is True and result.missing_streams == []
     assert clock.t < 10.0
 
@@ -252,7 +252,7 @@ def test_stream_not_yet_created_when_following_starts(
         if clock.t >= 4.0:
             moto_cluster.ecs.stop_task(cluster=moto_cluster.config.cluster, task=arn)
 
-    shown, result = follow(moto_cluster, logs, arn, Clock(on_sleep=produce))
+    shown, result = tail(moto_cluster, logs, arn, Clock(on_sleep=produce))
     assert [e.message for e in shown] == ["hello", "bye"]
     assert result.missing_streams == []
 
@@ -263,7 +263,7 @@ def test_stream_never_created_is_reported_not_an_error(
     register(moto_cluster.ecs)
     arn = start_task(moto_cluster)
     clock = Clock(on_sleep=stop_at(moto_cluster, arn, 1.0))
-    shown, result = follow(moto_cluster, logs, arn, clock)
+    shown, result = tail(moto_cluster, logs, arn, clock)
     assert shown == [] and [s.container for s in result.missing_streams] == ["app"]
 
 
@@ -283,7 +283,7 @@ def test_throttling_injected(moto_cluster: MotoCluster, logs: Any, manual_tasks:
 
     flaky = ThrottlingLogs(logs, throttled={1, 2, 4, 5, 6, 9})
     clock = Clock(on_sleep=produce)
-    shown, result = follow(moto_cluster, flaky, arn, clock)
+    shown, result = tail(moto_cluster, flaky, arn, clock)
     assert [e.message for e in shown] == expected
     assert result.throttled_polls == 6
     assert 2.0 in clock.sleeps  # backed off to the maximum interval

@@ -51,7 +51,7 @@ def start(sandbox: Any, family: str, command: list[str], **kwargs: Any) -> str:
     return str(sandbox.start_task_on("bonus.host", definition))
 
 
-def follow(
+def tail(
     sandbox: Any,
     task_arn: str,
     *,
@@ -83,7 +83,7 @@ def messages(events: list[LogEvent]) -> list[str]:
 def test_short_task_every_line_then_ends_by_itself(sandbox: Any) -> None:
     arn = start(sandbox, "five", python("for i in range(5): print(f'line {i}')"))
     began = time.monotonic()
-    shown, result = follow(sandbox, arn)  # real time: this is what a user waits
+    shown, result = tail(sandbox, arn)  # real time: this is what a user waits
     assert messages(shown) == [f"line {i}" for i in range(5)]
     assert result.status == "STOPPED" and result.drain_complete is True
     assert time.monotonic() - began < 6.0  # the task, plus the 2 s grace
@@ -100,7 +100,7 @@ def test_long_task_lines_while_it_runs(sandbox: Any) -> None:
         "    if i % 20 == 0: time.sleep(0.1)\n"
     )
     arn = start(sandbox, "long", python(code))
-    shown, result = follow(sandbox, arn, clock=FastClock())
+    shown, result = tail(sandbox, arn, clock=FastClock())
     assert messages(shown) == [f"tick {i}" for i in range(300)]
     assert [e.timestamp for e in shown] == sorted(e.timestamp for e in shown)
     assert result.log_api_calls < 100  # one call per poll, never one per line
@@ -108,7 +108,7 @@ def test_long_task_lines_while_it_runs(sandbox: Any) -> None:
 
 def test_same_timestamp_lines_are_all_shown_once(sandbox: Any) -> None:
     arn = start(sandbox, "burst", python("for i in range(3000): print(f'burst {i}')"))
-    shown, _ = follow(sandbox, arn, clock=FastClock())
+    shown, _ = tail(sandbox, arn, clock=FastClock())
     assert messages(shown) == [f"burst {i}" for i in range(3000)]
     stamps = [e.timestamp for e in shown]
     assert len(set(stamps)) < len(stamps)  # the test did exercise shared timestamps
@@ -116,7 +116,7 @@ def test_same_timestamp_lines_are_all_shown_once(sandbox: Any) -> None:
 
 def test_empty_stream(sandbox: Any) -> None:
     arn = start(sandbox, "silent", ["true"])
-    shown, result = follow(sandbox, arn, clock=FastClock())
+    shown, result = tail(sandbox, arn, clock=FastClock())
     assert shown == [] and result.status == "STOPPED" and result.drain_complete is True
 
 
@@ -144,7 +144,7 @@ def test_stream_not_yet_created_when_following_starts(sandbox: Any) -> None:
     )
     code = "import time; time.sleep(0.5); print('late hello'); print('late bye')"
     arn = start(sandbox, "late", python(code))
-    shown, result = follow(sandbox, arn, clock=FastClock())
+    shown, result = tail(sandbox, arn, clock=FastClock())
     assert messages(shown) == ["late hello", "late bye"]
     assert result.missing_streams == []
 
@@ -152,7 +152,7 @@ def test_stream_not_yet_created_when_following_starts(sandbox: Any) -> None:
 def test_throttling_retried_by_the_sdk_is_invisible(sandbox: Any) -> None:
     sandbox.throttle("GetLogEvents", times=2)
     arn = start(sandbox, "throttled", python("for i in range(20): print(f'row {i}')"))
-    shown, result = follow(sandbox, arn, clock=FastClock())
+    shown, result = tail(sandbox, arn, clock=FastClock())
     assert messages(shown) == [f"row {i}" for i in range(20)]
     assert sandbox.calls("GetLogEvents") == result.log_api_calls + 2
 
@@ -163,7 +163,7 @@ def test_throttling_past_the_sdk_backs_off_and_is_never_fatal(sandbox: Any) -> N
     sandbox.throttle("DescribeTasks", times=1)
     arn = start(sandbox, "throttled2", python("for i in range(20): print(f'row {i}')"))
     clock = FastClock()
-    shown, result = follow(sandbox, arn, clock=clock, logs_client=raw)
+    shown, result = tail(sandbox, arn, clock=clock, logs_client=raw)
     assert messages(shown) == [f"row {i}" for i in range(20)]
     assert result.throttled_polls == 4 and result.status == "STOPPED"
     assert clock.sleeps.count(2.0) >= 4  # backed off to the maximum interval each time
@@ -198,7 +198,7 @@ def test_several_containers_each_line_once(sandbox: Any, tmp_path: Path) -> None
         " time.sleep(0.02)"
     )
     arn = start(sandbox, "pair", python(code), extra_containers=[side])
-    shown, _ = follow(sandbox, arn, clock=FastClock())
+    shown, _ = tail(sandbox, arn, clock=FastClock())
     # Each container's lines once and in order; within one poll the containers are merged
     # by timestamp (a later poll may bring an earlier line of the other container).
     assert [e.message for e in shown if e.container == "main"] == [f"main {i}" for i in range(5)]

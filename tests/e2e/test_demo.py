@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -34,3 +35,7 @@ def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
     assert "2 task(s) audited, no violation" in out
     assert "sandbox stopped" in result.stderr
     assert not (tmp_path / "state" / "sandbox.json").exists()
+    # The demo's runs are journalled by the core, like every other run.
+    records = (tmp_path / "state" / "journal.jsonl").read_text(encoding="utf-8").splitlines()
+    outcomes = [(json.loads(r)["workload"], json.loads(r)["result"]["outcome"]) for r in records]
+    assert outcomes == [("bonus", "succeeded"), ("tax", "succeeded")]

@@ -218,3 +218,32 @@ def test_sandbox_flag_never_replaces_a_named_map(
     monkeypatch.chdir(tmp_path)
     assert main(["--sandbox", "hosts", "-o", "json"]) == 0  # no map named: the sandbox's own
     assert len(json.loads(capsys.readouterr().out)) == 2
+
+
+def test_attach_and_library_runs_are_journalled(
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """A --no-wait run is journalled `dispatched`; the attach that sees it end appends its
+    final outcome; a library call through Dispatcher journals too (the core writes it)."""
+    world.sandbox.use(monkeypatch)
+    journal = tmp_path / "journal.jsonl"
+    monkeypatch.setenv("RESIDENCY_JOURNAL", str(journal))
+    base = ["--sandbox", "-c", str(world.map_path)]
+    assert main([*base, "run", "hello", "--run-id", "nw", "--no-wait", "-o", "json"]) == 0
+    task_id = json.loads(capsys.readouterr().out)["task_id"]
+    assert main([*base, "attach", task_id, "-o", "json"]) == 0
+    capsys.readouterr()
+    library = world.dispatcher().run("small", RunOptions(run_id="lib"))
+    assert library.outcome == "succeeded"
+    assert main([*base, "journal", "show", "-o", "json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    seen = [(r["event"], r["run_id"], r["result"]["outcome"]) for r in records]
+    assert seen == [
+        ("run", "nw", "dispatched"),
+        ("attach", "nw", "succeeded"),
+        ("run", "lib", "succeeded"),
+    ]
+    assert main([*base, "journal", "verify"]) == 0

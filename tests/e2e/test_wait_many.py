@@ -1,4 +1,4 @@
-"""`Dispatcher.wait`: several runs of several workloads, dispatched without waiting, then
+"""`Dispatcher.outcomes`: several runs of several workloads, dispatched without waiting, then
 waited on by one loop (the fan-out of issue 8: one DescribeTasks a tick for them all)."""
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def test_runs_of_both_locations_are_waited_on_together(world: World) -> None:
     world.sandbox.reset_calls()
     sizes.clear()
 
-    results = dispatcher.wait(runs)
+    results = dispatcher.outcomes(runs)
 
     assert [r.outcome for r in results] == ["succeeded"] * 3
     for (name, run_id, count), result in zip(plan, results, strict=True):
@@ -74,7 +74,7 @@ def test_a_misplaced_run_is_a_violation_and_the_others_go_on(world: World) -> No
     bad = dispatcher.run("slow-fra", RunOptions(run_id="bad"), wait=False)
     assert bad.outcome == "violation"  # found at once, from the RunTask answer
 
-    results = dispatcher.wait([good, bad])
+    results = dispatcher.outcomes([good, bad])
 
     assert [r.outcome for r in results] == ["succeeded", "violation"]
     violation = results[1].primary
@@ -93,7 +93,7 @@ def test_misplaced_when_running_is_found_by_the_shared_loop(world: World) -> Non
     fra = dispatcher.run("small-fra", RunOptions(run_id="fra"), wait=False)
     world.sandbox.label("bonus.host", "frankfurt")  # `slow` allows newyork only
 
-    results = dispatcher.wait([slow, fra], timeout=20)
+    results = dispatcher.outcomes([slow, fra], timeout=20)
 
     assert [r.outcome for r in results] == ["violation", "succeeded"]
     assert "outside newyork" in (results[0].primary.message or "")
@@ -102,7 +102,7 @@ def test_misplaced_when_running_is_found_by_the_shared_loop(world: World) -> Non
 def test_timeout_leaves_tasks_running_and_says_so(world: World) -> None:
     dispatcher = world.dispatcher()
     runs = [dispatcher.run("slow", RunOptions(run_id=f"t{i}"), wait=False) for i in range(2)]
-    results = dispatcher.wait(runs, timeout=0.3)
+    results = dispatcher.outcomes(runs, timeout=0.3)
     assert [r.outcome for r in results] == ["timeout", "timeout"]
     for result in results:
         assert world.sandbox.describe_task(result.primary.task_arn)["lastStatus"] == "RUNNING"
@@ -112,4 +112,4 @@ def test_a_refused_run_is_returned_as_it_was(world: World) -> None:
     world.sandbox.drain("bonus.host")
     refused = world.dispatcher().run("small", RunOptions(run_id="r"), wait=False)
     assert refused.outcome == "refused"
-    assert world.dispatcher().wait([refused]) == [refused]
+    assert world.dispatcher().outcomes([refused]) == [refused]

@@ -1,0 +1,96 @@
+"""The Outcome enum: every outcome's JSON value, exit code, severity and sentence in one place."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from residency_cli.results import Outcome, RunResult, TaskOutcome
+
+
+def _task(outcome: Outcome, **facts: object) -> TaskOutcome:
+    base: dict[str, object] = {
+        "workload": "bonus",
+        "locations": ["newyork"],
+        "cluster": "acme-etl",
+        "run_id": "r1",
+        "outcome": outcome,
+        "task_arn": "arn:aws:ecs:eu-central-1:123456789012:task/acme-etl/abc",
+    }
+    return TaskOutcome(**{**base, **facts})  # type: ignore[arg-type]
+
+
+def test_values_and_exit_codes_are_the_contract() -> None:
+    # CONTRACT.md sections 4 and 6.
+    assert {o.value: o.exit_code for o in Outcome} == {
+        "succeeded": 0,
+        "dispatched": 0,
+        "failed": 1,
+        "not_started": 5,
+        "timeout": 6,
+        "refused": 3,
+        "interrupted": 130,
+        "violation": 4,
+    }
+    assert json.dumps(Outcome.FAILED) == '"failed"' and Outcome.FAILED == "failed"
+
+
+def test_severity_orders_a_violation_first() -> None:
+    order = [o.value for o in Outcome.by_severity()]
+    assert order[-1] == "violation" and order[0] == "succeeded"
+    assert len({o.severity for o in Outcome}) == len(Outcome)
+
+
+def test_the_worst_task_decides_a_run() -> None:
+    run = RunResult(
+        [_task(Outcome.SUCCEEDED), _task(Outcome.VIOLATION, message="residency: host x is in y")]
+    )
+    assert run.outcome is Outcome.VIOLATION and run.exit_code() == 4
+    assert run.to_json()["outcome"] == "violation" and len(run.to_json()["tasks"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("outcome", "facts", "sentence"),
+    [
+        (Outcome.SUCCEEDED, {}, None),
+        (
+            Outcome.FAILED,
+            {"exit_code": 3},
+            "bonus failed: its container exited with code 3 (task abc)",
+        ),
+        (
+            Outcome.NOT_STARTED,
+            {"stop_code": "TaskFailedToStart"},
+            "task abc never ran to completion: TaskFailedToStart: no reason given",
+        ),
+        (
+            Outcome.TIMEOUT,
+            {},
+            "timed out waiting for task abc; it is left running: residency --sandbox attach abc",
+        ),
+        (
+            Outcome.INTERRUPTED,
+            {},
+            "interrupted; task abc is left running: residency --sandbox attach abc",
+        ),
+        (
+            Outcome.VIOLATION,
+            {"message": "residency: host tax.host is in frankfurt, outside newyork"},
+            "residency violation: host tax.host is in frankfurt, outside newyork "
+            "(task abc was stopped)",
+        ),
+        (Outcome.REFUSED, {"message": "no host"}, "refused to dispatch bonus: no host"),
+    ],
+)
+def test_each_outcome_explains_itself(
+    outcome: Outcome, facts: dict[str, object], sentence: str | None
+) -> None:
+    assert _task(outcome, **facts).explanation("residency --sandbox") == sentence
+
+
+def test_container_exit_code_mode() -> None:
+    failed = RunResult([_task(Outcome.FAILED, exit_code=3)])
+    assert failed.exit_code() == 1 and failed.exit_code(container_code=True) == 3
+    done = RunResult([_task(Outcome.SUCCEEDED, exit_code=0)])
+    assert done.exit_code(container_code=True) == 0
