@@ -51,6 +51,7 @@ from residency_cli.results import (
 from residency_cli.waiting import (
     DEFAULT_POLICY,
     DRAIN_GRACE_SECONDS,
+    HOST_LOST_AFTER_SECONDS,
     Clock,
     Engine,
     Observer,
@@ -528,6 +529,7 @@ class Dispatcher:
     region: str | None = None
     policy: PollPolicy = DEFAULT_POLICY
     drain_grace: float = DRAIN_GRACE_SECONDS
+    host_lost_after: float = HOST_LOST_AFTER_SECONDS
     journal: RunJournal | None = field(default_factory=RunJournal)
     # Journal problems seen by this dispatcher (the CLI prints them as warnings).
     journal_problems: list[str] = field(default_factory=list)
@@ -584,8 +586,18 @@ class Dispatcher:
                 name, options.run_id, request, explain_failures(response.get("failures") or [])
             )
         trackers = [Tracker(str(t["taskArn"]), t, name) for t in tasks]
+        failures = [
+            {"arn": f.get("arn"), "reason": f.get("reason")} for f in response.get("failures") or []
+        ]
         return self._finish(
-            name, trackers, options.run_id, request, wait=wait, follow=follow, timeout=timeout
+            name,
+            trackers,
+            options.run_id,
+            request,
+            wait=wait,
+            follow=follow,
+            timeout=timeout,
+            failures=failures,
         )
 
     def attach(
@@ -639,6 +651,7 @@ class Dispatcher:
                 run.request,
                 pending_outcome,
                 event="wait",
+                failures=run.failures,
             )
             if trackers
             else run
@@ -656,13 +669,15 @@ class Dispatcher:
         follow: bool,
         timeout: float | None,
         event: str = "run",
+        failures: Sequence[dict[str, str | None]] = (),
     ) -> RunResult:
         """Verify where the tasks landed, then (unless `wait` is off or a task was misplaced)
-        wait for them in the engine, following their logs."""
+        wait for them in the engine, following their logs. `failures`: RunTask's, for the
+        tasks it did not start (a partial start is reported, the started ones followed)."""
         Verifier(self.ecs, self.ssm, self.config, self.observer)(trackers)
         located = self._locate_streams(name, trackers)
         if any(t.violation for t in trackers) or not wait:
-            return self._result(trackers, run_id, request, None, event=event)
+            return self._result(trackers, run_id, request, None, event=event, failures=failures)
         follower = None
         if follow and self.logs_client is not None and located:
             from residency_cli.logs import LogFollower
@@ -670,7 +685,7 @@ class Dispatcher:
             every = [stream for found in located.values() for stream in found]
             follower = LogFollower(self.logs_client(every), every)
         pending = self._wait_engine(trackers, timeout, follower, stop_on_violation=True)
-        return self._result(trackers, run_id, request, pending, event=event)
+        return self._result(trackers, run_id, request, pending, event=event, failures=failures)
 
     def _locate_streams(self, name: str, trackers: list[Tracker]) -> dict[str, list[LogStream]]:
         """Each task's log streams; the tracker keeps the one of the workload's container."""
@@ -703,6 +718,8 @@ class Dispatcher:
             follower=follower,
             verify=Verifier(self.ecs, self.ssm, self.config, self.observer),
             drain_grace=self.drain_grace,
+            agents=self._agents,
+            host_lost_after=self.host_lost_after,
             stop_on_violation=stop_on_violation,
         )
         try:
@@ -732,10 +749,26 @@ class Dispatcher:
         pending: Outcome | None,
         *,
         event: str,
+        failures: Sequence[dict[str, str | None]] = (),
     ) -> RunResult:
         outcomes = [tracker_outcome(self.config, t, run_id, pending) for t in trackers]
         attributes = {t.arn: t.attributes or {} for t in trackers}
-        return self._journalled(RunResult(outcomes, request, host_attributes=attributes), event)
+        result = RunResult(outcomes, request, host_attributes=attributes, failures=list(failures))
+        return self._journalled(result, event)
+
+    def _agents(self, instance_arns: Sequence[str]) -> dict[str, bool]:
+        """Whether each host's ECS agent is connected: one call for up to 100 hosts."""
+        connected: dict[str, bool] = {}
+        with aws_errors("reading the hosts of running tasks"):
+            for start in range(0, len(instance_arns), 100):
+                answer = self.ecs.describe_container_instances(
+                    cluster=self.config.cluster,
+                    containerInstances=list(instance_arns[start : start + 100]),
+                )
+                for instance in answer.get("containerInstances") or []:
+                    arn = str(instance.get("containerInstanceArn"))
+                    connected[arn] = bool(instance.get("agentConnected"))
+        return connected
 
     def _journalled(self, result: RunResult, event: str) -> RunResult:
         """Record the run in the journal (a problem is kept as a warning, never raised)."""

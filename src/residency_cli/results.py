@@ -219,18 +219,30 @@ class Outcome(str, enum.Enum):
         2,
         "{workload} failed: its container exited with code {exit_code} (task {task_id})",
     )
-    NOT_STARTED = ("not_started", 5, 3, "task {task_id} never ran to completion: {stop}")
+    NOT_STARTED = ("not_started", 5, 3, "task {task_id} never ran to completion: {stop_reason}")
+    HOST_LOST = (
+        "host_lost",
+        5,
+        4,
+        "{message}; task {task_id} was last seen {status}: {attach} later, or {stop}",
+    )
     TIMEOUT = (
         "timeout",
         6,
         5,
         "timed out waiting for task {task_id}; it is left running: {attach}",
     )
-    REFUSED = ("refused", 3, 6, "refused to dispatch {workload}: {message}")
+    PARTIAL = (
+        "partial",
+        3,
+        6,
+        "{workload}: ECS started fewer tasks than asked for: {message}",
+    )
+    REFUSED = ("refused", 3, 7, "refused to dispatch {workload}: {message}")
     INTERRUPTED = (
         "interrupted",
         130,
-        7,
+        8,
         "interrupted; task {task_id} is left running: {attach}",
     )
     VIOLATION = (
@@ -296,8 +308,10 @@ class TaskOutcome:
             "task_id": self.task_id,
             "exit_code": self.exit_code,
             "message": (self.message or fallback or "").removeprefix("residency: "),
-            "stop": ": ".join(filter(None, stop)),
+            "stop_reason": ": ".join(filter(None, stop)),
+            "status": self.status,
             "attach": f"{command} attach {self.task_id}",
+            "stop": f"{command} stop {self.task_id}",
         }
         return self.outcome.sentence.format(**facts)
 
@@ -331,15 +345,21 @@ class RunResult:
     message: str | None = None
     # task ARN -> the host's attributes when placement was verified (for the journal)
     host_attributes: dict[str, dict[str, str]] = field(default_factory=dict)
+    # RunTask's `failures` for tasks it did not start (`--count N` can start fewer than N).
+    failures: list[dict[str, str | None]] = field(default_factory=list)
 
     @property
     def outcome(self) -> Outcome:
-        return max((t.outcome for t in self.tasks), key=lambda outcome: outcome.severity)
+        worst = max((t.outcome for t in self.tasks), key=lambda outcome: outcome.severity)
+        if self.failures and worst.severity < Outcome.PARTIAL.severity:
+            return Outcome.PARTIAL
+        return worst
 
     @property
     def primary(self) -> TaskOutcome:
         """The task that decides the outcome (the first one with the worst outcome)."""
-        return next(t for t in self.tasks if t.outcome is self.outcome)
+        worst = max((t.outcome for t in self.tasks), key=lambda outcome: outcome.severity)
+        return next(t for t in self.tasks if t.outcome is worst)
 
     def exit_code(self, *, container_code: bool = False) -> int:
         """The process's exit code (CONTRACT.md section 6); with `container_code`, a failed
@@ -352,13 +372,20 @@ class RunResult:
     def explanation(self, command: str = "residency") -> str | None:
         """The outcome's sentence for stderr (None on success). `command` is how to call
         residency again (with the global options in effect) for the hints it contains."""
+        if self.outcome is Outcome.PARTIAL:
+            started = f"started {len(self.tasks)} of {len(self.tasks) + len(self.failures)}"
+            reasons = "; ".join(dict.fromkeys(str(f.get("reason")) for f in self.failures))
+            facts = {"workload": self.primary.workload, "message": f"{started} ({reasons})"}
+            return str(Outcome.PARTIAL.sentence).format(**facts)
         return self.primary.explanation(command, fallback=self.message)
 
     def to_json(self) -> dict[str, Any]:
         document = self.primary.to_json()
-        if len(self.tasks) > 1:
+        if len(self.tasks) > 1 or self.failures:
             document["outcome"] = self.outcome.value
             document["tasks"] = [t.to_json() for t in self.tasks]
+        if self.failures:
+            document["failures"] = list(self.failures)
         return document
 
 

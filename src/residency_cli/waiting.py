@@ -46,6 +46,11 @@ FINAL_STATUSES = frozenset({"STOPPED", "DELETED"})
 # DescribeTasks answers `failures: [{reason: MISSING}]` for a task it does not know (any more,
 # or not yet: its APIs are eventually consistent). This many misses in a row: it is gone.
 FORGET_AFTER_MISSES = 3
+# On ECS Anywhere a host that loses power or its network does not stop its tasks: the
+# container instance shows `agentConnected: false` and its tasks stay RUNNING to the API
+# (ECS developer guide, "External instances (Amazon ECS Anywhere)": the agent reconnects
+# several times an hour in normal operation). Disconnected this long: the host is lost.
+HOST_LOST_AFTER_SECONDS = 300.0
 # A task id (32 hex digits; older tasks and the sandbox: a UUID) or a task ARN, with or
 # without the cluster name (the older ARN format).
 _TASK_ID = r"[A-Za-z0-9][A-Za-z0-9-]{0,63}"
@@ -236,6 +241,10 @@ class Tracker:
     misses: int = 0
     # The task's awslogs stream of the workload's container: (group, stream).
     stream: tuple[str, str] | None = None
+    # When its host's agent was first seen disconnected (engine clock), and, once that lasted
+    # longer than the engine's `host_lost_after`, why the host is taken as lost.
+    disconnected_since: float | None = None
+    host_lost: str | None = None
 
     @property
     def status(self) -> str | None:
@@ -250,6 +259,11 @@ class Tracker:
     def ended(self) -> bool:
         return self.gone or self.status in FINAL_STATUSES
 
+    @property
+    def settled(self) -> bool:
+        """Nothing more to wait for: it ended, or its host is lost."""
+        return self.ended or self.host_lost is not None
+
     def needs_verifying(self) -> bool:
         """Just placed (a host to read back), or just RUNNING (read it back once more)."""
         if self.violation is not None or not self.task.get("containerInstanceArn"):
@@ -258,6 +272,8 @@ class Tracker:
 
 
 Verify = Callable[[Sequence[Tracker]], None]
+# Container instance ARNs -> whether each one's agent is connected (absent: ECS forgot it).
+AgentCheck = Callable[[Sequence[str]], dict[str, bool]]
 
 
 @dataclass
@@ -321,6 +337,9 @@ class Engine:
     verify: Verify | None = None
     drain_grace: float = DRAIN_GRACE_SECONDS
     drain_max: float = DRAIN_MAX_SECONDS
+    # Watch the agents of the hosts running the tasks (None: do not).
+    agents: AgentCheck | None = None
+    host_lost_after: float = HOST_LOST_AFTER_SECONDS
     # `run` and `attach` end at the first violation (exit 4); waiting on several runs goes
     # on with the others (the misplaced task is stopped all the same).
     stop_on_violation: bool = True
@@ -341,13 +360,13 @@ class Engine:
             changed = False
             if pace.describe_due(moment, bool(self.follower and self.follower.behind)):
                 report.describe_calls += 1
-                changed, throttled = self._refresh(trackers)
+                changed, throttled = self._refresh(trackers, moment)
                 report.throttled_describes += throttled
                 pace.described(moment, changed=changed, throttled=throttled)
                 if self.stop_on_violation and any(t.violation for t in trackers):
                     report.finished = True
                     return report
-            if all(t.ended for t in trackers):
+            if all(t.settled for t in trackers):
                 self._drain(trackers)
                 report.finished = True
                 return report
@@ -358,9 +377,9 @@ class Engine:
             remaining = deadline.remaining()
             self.sleep(pause if remaining is None else min(pause, remaining))
 
-    def _refresh(self, trackers: Sequence[Tracker]) -> tuple[bool, bool]:
+    def _refresh(self, trackers: Sequence[Tracker], moment: float) -> tuple[bool, bool]:
         """Describe the tasks still going; (whether a status changed, whether throttled)."""
-        active = [t for t in trackers if not t.ended]
+        active = [t for t in trackers if not t.settled]
         if not active:
             return False, False
         try:
@@ -387,7 +406,33 @@ class Engine:
             for tracker in unverified:
                 tracker.verified_running = tracker.status == "RUNNING"
             self.verify(unverified)
-        return changed, False
+        return changed or self._watch_agents(active, moment), False
+
+    def _watch_agents(self, active: Sequence[Tracker], moment: float) -> bool:
+        """One DescribeContainerInstances for the hosts of the RUNNING tasks: a host whose
+        agent stays disconnected longer than `host_lost_after` is lost (a brief reconnect
+        resets the clock). Whether a host was just found lost."""
+        running = [
+            t
+            for t in active
+            if t.status == "RUNNING" and t.task.get("containerInstanceArn") and not t.violation
+        ]
+        if self.agents is None or not running:
+            return False
+        connected = self.agents(
+            list(dict.fromkeys(str(t.task["containerInstanceArn"]) for t in running))
+        )
+        lost = False
+        for tracker in running:
+            if connected.get(str(tracker.task["containerInstanceArn"]), False):
+                tracker.disconnected_since = None
+                continue
+            if tracker.disconnected_since is None:
+                tracker.disconnected_since = moment
+            if moment - tracker.disconnected_since >= self.host_lost_after:
+                tracker.host_lost = _lost_message(tracker, moment - tracker.disconnected_since)
+                lost = True
+        return lost
 
     def _read_logs(self) -> bool:
         if self.follower is None:
@@ -416,6 +461,16 @@ class Engine:
             policy=self.policy,
         ):
             self.observer.log(event)
+
+
+def _lost_message(tracker: Tracker, seconds: float) -> str:
+    host = tracker.host
+    where = (host.hostname or host.instance_id) if host else None
+    where = where or str(tracker.task.get("containerInstanceArn", "")).rsplit("/", 1)[-1]
+    return (
+        f"host {where} is unreachable: its ECS agent has been disconnected for "
+        f"{int(seconds)} s (ECS Anywhere leaves its tasks RUNNING)"
+    )
 
 
 def _seconds_since(value: Any, wall: Callable[[], float]) -> float | None:
@@ -489,7 +544,7 @@ def task_outcome(
         status=task.get("lastStatus"),
         exit_code=exit_code,
         stop_code=task.get("stopCode"),
-        stopped_reason=reason or message,
+        stopped_reason=reason or (message if outcome is Outcome.VIOLATION else None),
         log_group=stream[0] if stream else None,
         log_stream=stream[1] if stream else None,
         started_at=iso_time(task.get("startedAt")),
@@ -504,6 +559,8 @@ def tracker_outcome(
     """A tracked task's outcome once waiting is over; `pending` is what a task that has not
     ended gets (timeout, interrupted)."""
     outcome = Outcome.VIOLATION if tracker.violation else None
+    if outcome is None and not tracker.ended and tracker.host_lost:
+        outcome = Outcome.HOST_LOST
     if outcome is None and not tracker.ended and pending is not None:
         outcome = pending
     return task_outcome(
@@ -515,5 +572,5 @@ def tracker_outcome(
         run_id=run_id,
         stream=tracker.stream,
         outcome=outcome,
-        message=tracker.violation,
+        message=tracker.violation or (tracker.host_lost if not tracker.ended else None),
     )

@@ -32,6 +32,8 @@ def test_values_and_exit_codes_are_the_contract() -> None:
         "refused": 3,
         "interrupted": 130,
         "violation": 4,
+        "host_lost": 5,
+        "partial": 3,
     }
     assert json.dumps(Outcome.FAILED) == '"failed"' and Outcome.FAILED == "failed"
 
@@ -87,6 +89,27 @@ def test_each_outcome_explains_itself(
     outcome: Outcome, facts: dict[str, object], sentence: str | None
 ) -> None:
     assert _task(outcome, **facts).explanation("residency --sandbox") == sentence
+
+
+def test_host_lost_names_the_host_and_what_to_do() -> None:
+    lost = _task(Outcome.HOST_LOST, status="RUNNING", message="host bonus.host is unreachable: x")
+    assert lost.explanation("residency") == (
+        "host bonus.host is unreachable: x; task abc was last seen RUNNING: "
+        "residency attach abc later, or residency stop abc"
+    )
+
+
+def test_a_partial_start_is_its_own_outcome_unless_something_worse_happened() -> None:
+    failures: list[dict[str, str | None]] = [{"arn": "ci/1", "reason": "RESOURCE:MEMORY"}]
+    run = RunResult([_task(Outcome.SUCCEEDED, exit_code=0)], failures=failures)
+    assert run.outcome is Outcome.PARTIAL and run.exit_code() == 3
+    assert run.explanation() == (
+        "bonus: ECS started fewer tasks than asked for: started 1 of 2 (RESOURCE:MEMORY)"
+    )
+    document = run.to_json()
+    assert document["outcome"] == "partial" and document["failures"] == failures
+    worse = RunResult([_task(Outcome.VIOLATION, message="m")], failures=failures)
+    assert worse.outcome is Outcome.VIOLATION
 
 
 def test_container_exit_code_mode() -> None:

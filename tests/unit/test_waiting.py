@@ -139,3 +139,31 @@ def test_a_violation_ends_the_wait_at_once_unless_told_otherwise() -> None:
     ecs = Ecs({t.arn: ["RUNNING"] for t in again})
     report = engine(ecs, clock, verify=verify, stop_on_violation=False).wait(again, 5)
     assert not report.finished and clock.t == 5
+
+
+def test_a_host_disconnected_past_the_grace_is_lost_and_ends_the_wait() -> None:
+    tasks = trackers(1, "RUNNING")
+    ecs = Ecs({tasks[0].arn: ["RUNNING"]})
+    clock = Clock()
+    asked: list[list[str]] = []
+
+    def agents(arns: Sequence[str]) -> dict[str, bool]:
+        asked.append(list(arns))
+        return {"ci": False}
+
+    report = engine(ecs, clock, agents=agents, host_lost_after=30).wait(tasks, 600)
+    assert report.finished and tasks[0].host_lost and not tasks[0].ended
+    assert 30 <= clock.t <= 32 and all(batch == ["ci"] for batch in asked)
+    assert "disconnected for 30 s" in str(tasks[0].host_lost)
+
+
+def test_a_brief_reconnect_is_not_a_lost_host() -> None:
+    tasks = trackers(1, "RUNNING")
+    ecs = Ecs({tasks[0].arn: ["RUNNING"] * 50 + ["STOPPED"]})
+    clock = Clock()
+
+    def agents(arns: Sequence[str]) -> dict[str, bool]:
+        return {"ci": int(clock.t) % 20 != 19}  # disconnected for a moment every 20 s
+
+    report = engine(ecs, clock, agents=agents, host_lost_after=5).wait(tasks, 600)
+    assert report.finished and tasks[0].host_lost is None and tasks[0].status == "STOPPED"

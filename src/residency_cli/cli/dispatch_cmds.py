@@ -33,6 +33,12 @@ TIMEOUT_OPTION: Any = typer.Option(
     metavar="DUR",
     help="Give up waiting after this long (30s, 10m, 1h); the task keeps running.",
 )
+HOST_LOST_OPTION: Any = typer.Option(
+    "5m",
+    "--host-lost-after",
+    metavar="DUR",
+    help="End as host_lost (exit 5) when a running task's host stays disconnected this long.",
+)
 EXIT_CODE_OPTION: Any = typer.Option(
     ExitCodeMode.residency,
     "--exit-code",
@@ -63,14 +69,19 @@ def check(
         raise RefusedError(f"not ready: {', '.join(checks.not_ready)}")
 
 
-def _dispatcher(state: AppState, output: OutputFormat) -> tuple[Dispatcher, render.ConsoleObserver]:
+def _dispatcher(
+    state: AppState, output: OutputFormat, host_lost_after: float
+) -> tuple[Dispatcher, render.ConsoleObserver]:
     from residency_cli.dispatch import Dispatcher
 
     observer = render.ConsoleObserver(output)
-    return Dispatcher.create(state.clients(), state.config(), observer=observer), observer
+    dispatcher = Dispatcher.create(
+        state.clients(), state.config(), observer=observer, host_lost_after=host_lost_after
+    )
+    return dispatcher, observer
 
 
-def _timeout(value: str | None, default: float) -> float:
+def _duration(option: str, value: str | None, default: float) -> float:
     from residency_cli.durations import parse_duration
     from residency_cli.errors import UsageError
 
@@ -79,7 +90,7 @@ def _timeout(value: str | None, default: float) -> float:
     try:
         return parse_duration(value)
     except ValueError as error:
-        raise UsageError(f"--timeout: {error}") from None
+        raise UsageError(f"{option}: {error}") from None
 
 
 def _finish(
@@ -102,6 +113,7 @@ def run(
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait until the task stops."),
     follow: bool = FOLLOW_OPTION,
     timeout: str | None = TIMEOUT_OPTION,
+    host_lost_after: str = HOST_LOST_OPTION,
     env: list[str] = typer.Option(
         [], "--env", metavar="NAME=VALUE", help="Extra container environment NAME=VALUE."
     ),
@@ -128,7 +140,8 @@ def run(
         count=count,
         env=parse_env(env),
     )
-    limit = _timeout(timeout, definition.timeout_seconds)
+    limit = _duration("--timeout", timeout, definition.timeout_seconds)
+    lost_after = _duration("--host-lost-after", host_lost_after, 0)
     if dry_run:
         plan = Dispatcher.create(state.clients(), config, journal=None).dry_run(workload, options)
         render.render(plan, output)
@@ -141,7 +154,7 @@ def run(
     render.note(
         f"run id {options.run_id} (retry with --run-id {options.run_id}: never a second task)"
     )
-    dispatcher, observer = _dispatcher(state, output)
+    dispatcher, observer = _dispatcher(state, output, lost_after)
     try:
         result = dispatcher.run(workload, options, wait=wait, follow=follow, timeout=limit)
     finally:
@@ -154,6 +167,7 @@ def attach(
     task: str = typer.Argument(..., metavar="TASK", help="Task id or ARN."),
     follow: bool = FOLLOW_OPTION,
     timeout: str | None = TIMEOUT_OPTION,
+    host_lost_after: str = HOST_LOST_OPTION,
     exit_code: ExitCodeMode = EXIT_CODE_OPTION,
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
@@ -161,8 +175,9 @@ def attach(
     from residency_cli.config import DEFAULT_TIMEOUT_SECONDS
 
     state = app_state(ctx)
-    limit = _timeout(timeout, DEFAULT_TIMEOUT_SECONDS)
-    dispatcher, observer = _dispatcher(state, output)
+    limit = _duration("--timeout", timeout, DEFAULT_TIMEOUT_SECONDS)
+    lost_after = _duration("--host-lost-after", host_lost_after, 0)
+    dispatcher, observer = _dispatcher(state, output, lost_after)
     try:
         result = dispatcher.attach(task, follow=follow, timeout=limit)
     finally:

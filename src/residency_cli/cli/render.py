@@ -302,6 +302,8 @@ def _run(result: RunResult) -> None:
                 )
         if task.log_stream:
             show(f"  logs {task.log_group} {task.log_stream}", markup=False)
+    for failure in result.failures:
+        show(f"  not started: {failure.get('reason')} ({failure.get('arn') or '-'})", markup=False)
 
 
 def _dry_run(plan: DryRun) -> None:
