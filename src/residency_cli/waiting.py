@@ -411,7 +411,8 @@ class Engine:
     def _watch_agents(self, active: Sequence[Tracker], moment: float) -> bool:
         """One DescribeContainerInstances for the hosts of the RUNNING tasks: a host whose
         agent stays disconnected longer than `host_lost_after` is lost (a brief reconnect
-        resets the clock). Whether a host was just found lost."""
+        resets the clock). True while a host is disconnected: the loop keeps looking at its
+        fastest pace until the host is back or lost."""
         running = [
             t
             for t in active
@@ -422,17 +423,17 @@ class Engine:
         connected = self.agents(
             list(dict.fromkeys(str(t.task["containerInstanceArn"]) for t in running))
         )
-        lost = False
+        disconnected = False
         for tracker in running:
             if connected.get(str(tracker.task["containerInstanceArn"]), False):
                 tracker.disconnected_since = None
                 continue
+            disconnected = True
             if tracker.disconnected_since is None:
                 tracker.disconnected_since = moment
             if moment - tracker.disconnected_since >= self.host_lost_after:
                 tracker.host_lost = _lost_message(tracker, moment - tracker.disconnected_since)
-                lost = True
-        return lost
+        return disconnected
 
     def _read_logs(self) -> bool:
         if self.follower is None:
