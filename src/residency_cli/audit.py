@@ -9,16 +9,18 @@ nobody recorded it (a task started around residency).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from residency_cli.config import Config, workload_for_task
-from residency_cli.constants import HOST_LOCATION_TAG
-from residency_cli.hosts import hosts_of_tasks
+from residency_cli.config import task_tag_value as task_tag
+from residency_cli.constants import HOST_LOCATION_TAG, WORKLOAD_TAG
+from residency_cli.hosts import declared_location, hosts_of_tasks, inventory_conflict
+from residency_cli.results import Host
 from residency_cli.tasks import list_workload_tasks
-from residency_cli.waiting import iso_time, task_tag
+from residency_cli.waiting import iso_time
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient
@@ -39,6 +41,8 @@ class AuditFinding:
     started_at: str | None
     verdict: str  # "compliant" | "violation"
     reason: str | None
+    # Where location_then came from: "tag", "journal", or "current label" (nobody recorded it)
+    then_from: str = "tag"
 
     @property
     def task_id(self) -> str:
@@ -59,6 +63,7 @@ class AuditFinding:
             "started_at": self.started_at,
             "verdict": self.verdict,
             "reason": self.reason,
+            "location_then_from": self.then_from,
         }
 
 
@@ -86,6 +91,24 @@ def judge(status: str | None, allowed: list[str], then: str | None, now: str | N
     return None
 
 
+def _extra_findings(
+    config: Config, task: dict[str, Any], name: str, host: Host | None
+) -> str | None:
+    """Findings beyond the location: a spoofed workload tag, a host the inventory contradicts."""
+    tagged = task_tag(task, WORKLOAD_TAG)
+    if tagged is not None and tagged != name:
+        definition = str(task.get("taskDefinitionArn", "")).rsplit("/", 1)[-1]
+        return f"tagged {WORKLOAD_TAG}={tagged} but runs {definition} (workload {name})"
+    conflict = inventory_conflict(config, host) if host is not None else None
+    if host is None or conflict is None:
+        return None
+    declared = declared_location(config, host)
+    allowed = config.workloads[name].locations
+    if declared is not None and declared[0] not in allowed:
+        return f"ran on host {host.label}: {conflict}, which is outside {', '.join(allowed)}"
+    return f"ran on host {host.label}: {conflict}"
+
+
 def audit(
     ecs: ECSClient,
     ssm: SSMClient | None,
@@ -93,8 +116,14 @@ def audit(
     *,
     since_seconds: float | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    recorded: Mapping[str, str] | None = None,
 ) -> list[AuditFinding]:
-    """Every task of a mapped workload that ECS returns, judged; violations first."""
+    """Every task of a mapped workload that ECS returns, judged; violations first.
+
+    The location *then* comes from the task's `residency:host-location` tag, else from
+    `recorded` (task ARN -> location, from the journal: StopTask deletes a task's tags),
+    else it is unknown and the task is judged by its host's label now (`then_from` says so).
+    """
     tasks = list_workload_tasks(ecs, config, list(config.workloads), ["RUNNING", "STOPPED"])
     if since_seconds is not None:
         horizon = now().timestamp() - since_seconds
@@ -108,9 +137,10 @@ def audit(
         allowed = list(config.workloads[name].locations)
         instance_arn = task.get("containerInstanceArn")
         placed = hosts.get(str(instance_arn))
-        then = task_tag(task, HOST_LOCATION_TAG)
+        then, then_from = _location_then(task, recorded or {})
         location_now = placed.location if placed else None
         reason = judge(task.get("lastStatus"), allowed, then, location_now)
+        reason = reason or _extra_findings(config, task, name, placed)
         started = _started(task)
         findings.append(
             AuditFinding(
@@ -126,9 +156,20 @@ def audit(
                 started_at=iso_time(started),
                 verdict="violation" if reason else "compliant",
                 reason=reason,
+                then_from=then_from,
             )
         )
     return sorted(findings, key=lambda f: (f.verdict != "violation", f.started_at or ""))
+
+
+def _location_then(task: dict[str, Any], recorded: Mapping[str, str]) -> tuple[str | None, str]:
+    tagged = task_tag(task, HOST_LOCATION_TAG)
+    if tagged is not None:
+        return tagged, "tag"
+    journalled = recorded.get(str(task.get("taskArn")))
+    if journalled is not None:
+        return journalled, "journal"
+    return None, "current label"
 
 
 @dataclass(frozen=True)

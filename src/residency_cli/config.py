@@ -144,10 +144,26 @@ class Config(_Model):
     workloads: dict[str, Workload] = Field(min_length=1)
 
     _source: str = PrivateAttr(default=DEFAULT_PATH)
+    # hosts: key -> its line in the map (to name the line that a contradiction breaks)
+    _host_lines: dict[str, int] = PrivateAttr(default_factory=dict)
 
     @property
     def source(self) -> str:
         return self._source
+
+    def declared_location(
+        self, *, hostname: str | None, instance_id: str | None, container_instance_arn: str
+    ) -> tuple[str, str] | None:
+        """The map's inventory (`hosts:`) entry for this host, as (location, where), where
+        is `file:line: hosts.KEY`; None when the map does not declare it. A hostname entry
+        matches the host's name short or fully qualified (`bonus.host` = `bonus.host.acme.net`)."""
+        ids = {container_instance_arn, container_instance_arn.rsplit("/", 1)[-1], instance_id}
+        for key, location in self.hosts.items():
+            if key in ids or (hostname is not None and same_hostname(key, hostname)):
+                line = self._host_lines.get(key)
+                where = f"{self._source}:{line}: hosts.{key}" if line else f"hosts.{key}"
+                return location, where
+        return None
 
     @field_validator("cluster")
     @classmethod
@@ -401,6 +417,7 @@ def parse_config(text: str, source: str = DEFAULT_PATH) -> Config:
         raise ConfigError([message for _, message in problems])
     assert config is not None
     config._source = source
+    config._host_lines = {str(key): index.line(("hosts", key)) for key in config.hosts}
     return config
 
 
@@ -440,17 +457,41 @@ def task_definition_family(reference: str) -> str:
     return reference.rsplit("/", 1)[-1].split(":", 1)[0]
 
 
-def workload_for_task(config: Config, task: Mapping[str, Any]) -> str | None:
-    """Which workload of the map a described task belongs to: its residency tag, else its family.
+def same_hostname(declared: str, actual: str) -> bool:
+    """Hostnames are equal ignoring case, and a short name equals its fully qualified form
+    (SSM's ComputerName is the fully qualified name of the host)."""
+    a, b = declared.lower().rstrip("."), actual.lower().rstrip(".")
+    return a == b or b.startswith(a + ".") or a.startswith(b + ".")
 
-    The tag is authoritative (run sets it); a task started by someone else is matched by
-    family, so that audit also sees work dispatched around residency.
-    """
-    for tag in task.get("tags") or []:
-        if tag.get("key") == WORKLOAD_TAG and tag.get("value") in config.workloads:
-            return str(tag["value"])
-    family = task_definition_family(str(task.get("taskDefinitionArn", "")))
+
+def workload_for_task(config: Config, task: Mapping[str, Any]) -> str | None:
+    """Which workload of the map a described task belongs to: decided by its task definition
+    (family, and revision when the map pins one), never by a tag alone, since anyone allowed
+    to call RunTask can put any tag on a task. The `residency:workload` tag only chooses among
+    workloads that share the task definition."""
+    candidates = workloads_of_definition(config, str(task.get("taskDefinitionArn", "")))
+    if not candidates:
+        return None
+    tagged = task_tag_value(task, WORKLOAD_TAG)
+    return tagged if tagged in candidates else candidates[0]
+
+
+def workloads_of_definition(config: Config, definition_arn: str) -> list[str]:
+    """The map's workloads that run this task definition (ARN or family:revision)."""
+    family = task_definition_family(definition_arn)
+    revision = (
+        definition_arn.rsplit(":", 1)[-1] if ":" in definition_arn.rsplit("/", 1)[-1] else None
+    )
+    found = []
     for name, workload in config.workloads.items():
-        if task_definition_family(workload.task_definition) == family:
-            return name
-    return None
+        reference = workload.task_definition
+        if task_definition_family(reference) != family:
+            continue
+        pinned = reference.rsplit(":", 1)[-1] if ":" in reference.rsplit("/", 1)[-1] else None
+        if pinned is None or revision is None or pinned == revision:
+            found.append(name)
+    return found
+
+
+def task_tag_value(task: Mapping[str, Any], key: str) -> str | None:
+    return next((t.get("value") for t in task.get("tags") or [] if t.get("key") == key), None)

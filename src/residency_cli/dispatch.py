@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from residency_cli.aws import aws_errors, error_code, is_aws_error
 from residency_cli.config import Config, Workload, workload_for_task
+from residency_cli.config import task_tag_value as task_tag
 from residency_cli.constants import (
     HOST_LOCATION_TAG,
     LOCATION_TAG,
@@ -35,6 +36,7 @@ from residency_cli.hosts import (
     describe_container_instances,
     host_from_instance,
     hosts_of_tasks,
+    inventory_conflict,
     managed_instance_hostnames,
 )
 from residency_cli.journal import RunJournal
@@ -63,7 +65,6 @@ from residency_cli.waiting import (
     describe_tasks,
     monotonic,
     real_sleep,
-    task_tag,
     tracker_outcome,
 )
 
@@ -144,13 +145,22 @@ def _describe_definition(ecs: ECSClient, reference: str) -> dict[str, Any] | Non
 
 
 def judge_host(
-    host: Host, expression: str, allowed: Sequence[str], cpu: int, memory: int, attribute: str
+    host: Host,
+    expression: str,
+    allowed: Sequence[str],
+    cpu: int,
+    memory: int,
+    attribute: str,
+    conflict: str | None = None,
 ) -> list[str]:
-    """Every reason this host cannot take the workload (empty: it can)."""
+    """Every reason this host cannot take the workload (empty: it can). `conflict`: how
+    its label contradicts the map's inventory, if it does."""
     reasons: list[str] = []
     if not evaluate(expression, host.attributes) or host.location not in allowed:
         where = f"location {host.location}" if host.location else f"no {attribute} attribute"
         reasons.append(f"{where}, not {' or '.join(allowed)}")
+    elif conflict:
+        reasons.append(conflict)
     if host.status != "ACTIVE":
         reasons.append(f"status {host.status}, not ACTIVE")
     if not host.agent_connected:
@@ -206,7 +216,13 @@ def check_workload(
         HostVerdict(
             host,
             judge_host(
-                host, expression, workload.locations, cpu, memory, config.location_attribute
+                host,
+                expression,
+                workload.locations,
+                cpu,
+                memory,
+                config.location_attribute,
+                inventory_conflict(config, host),
             ),
         )
         for host in hosts
@@ -387,10 +403,21 @@ def placed_hosts(
     return found
 
 
-def placement_allowed(config: Config, workload: Workload, attributes: Mapping[str, str]) -> bool:
+def placement_allowed(
+    config: Config, workload: Workload, attributes: Mapping[str, str], host: PlacedHost
+) -> bool:
+    """The host's label satisfies the workload's placement, and (when the map has an
+    inventory that names the host) the map agrees with the label."""
     location = attributes.get(config.location_attribute)
     expression = build_expression(config.location_attribute, workload.locations)
-    return evaluate(expression, attributes) and location in workload.locations
+    if not (evaluate(expression, attributes) and location in workload.locations):
+        return False
+    declared = config.declared_location(
+        hostname=host.hostname,
+        instance_id=host.instance_id,
+        container_instance_arn=host.container_instance_arn or "",
+    )
+    return declared is None or declared[0] == location
 
 
 def stop_misplaced(
@@ -402,6 +429,16 @@ def stop_misplaced(
         f"{VIOLATION_REASON_PREFIX}{where} is in {host.location or 'no location'}, "
         f"outside {', '.join(allowed)}"
     )
+    declared = config.declared_location(
+        hostname=host.hostname,
+        instance_id=host.instance_id,
+        container_instance_arn=host.container_instance_arn or "",
+    )
+    if declared is not None and declared[0] != host.location:
+        reason = (
+            f"{VIOLATION_REASON_PREFIX}{where} is labelled {host.location or 'nothing'} but the "
+            f"map declares it {declared[0]} ({declared[1]})"
+        )
     with aws_errors(f"stopping misplaced task {task_arn}"):
         answer = ecs.stop_task(cluster=config.cluster, task=task_arn, reason=reason[:255])
     return reason, dict(answer.get("task") or {})
@@ -439,7 +476,7 @@ class Verifier:
 
     def _judge(self, tracker: Tracker, host: PlacedHost, attributes: dict[str, str]) -> None:
         workload = self.config.workload(tracker.workload)
-        allowed = placement_allowed(self.config, workload, attributes)
+        allowed = placement_allowed(self.config, workload, attributes, host)
         if host != tracker.host or not allowed:
             self.observer.placed(tracker.arn, host, allowed)
         if allowed and host.location and task_tag(tracker.task, HOST_LOCATION_TAG) is None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from residency_cli.aws import aws_errors, is_aws_error
-from residency_cli.config import Config, workload_for_task
+from residency_cli.config import Config, same_hostname, workload_for_task
 from residency_cli.errors import RefusedError, UsageError
 from residency_cli.results import Host, LabelChange
 
@@ -153,13 +153,29 @@ def ssm_directory(ssm: SSMClient | None) -> list[dict[str, Any]]:
 
 
 def _ids_for_hostname(directory: Sequence[dict[str, Any]], hostname: str) -> set[str]:
-    wanted = hostname.lower()
-    return {
-        str(info["InstanceId"])
-        for info in directory
-        if info.get("InstanceId")
-        and wanted in (str(info.get("ComputerName", "")).lower(), str(info.get("IPAddress", "")))
+    """Instances whose name (SSM ComputerName: the fully qualified name) or IP address is
+    `hostname`: an exact name first, else a short name of a fully qualified one (or the
+    reverse); several hosts for one short name is an error listing them."""
+    known = [i for i in directory if i.get("InstanceId")]
+    exact = {
+        str(i["InstanceId"])
+        for i in known
+        if hostname.lower() in (str(i.get("ComputerName", "")).lower(), str(i.get("IPAddress")))
     }
+    if exact:
+        return exact
+    close = {
+        str(i["InstanceId"]): str(i.get("ComputerName"))
+        for i in known
+        if i.get("ComputerName") and same_hostname(hostname, str(i["ComputerName"]))
+    }
+    if len(close) > 1:
+        choices = ", ".join(f"{name} ({iid})" for iid, name in sorted(close.items()))
+        raise UsageError(
+            f"hostname {hostname!r} is ambiguous: it could be {choices}",
+            hint="give the fully qualified name or the mi-/i- id",
+        )
+    return set(close)
 
 
 def match_host(
@@ -219,6 +235,24 @@ def resolve_host(ecs: ECSClient, ssm: SSMClient | None, config: Config, referenc
     if host.hostname is None and named is not None:
         host = Host(**{**host.__dict__, "hostname": named})
     return host
+
+
+def declared_location(config: Config, host: Host) -> tuple[str, str] | None:
+    """The map's inventory entry for `host`: (location, `file:line: hosts.KEY`), or None."""
+    return config.declared_location(
+        hostname=host.hostname,
+        instance_id=host.instance_id,
+        container_instance_arn=host.container_instance_arn,
+    )
+
+
+def inventory_conflict(config: Config, host: Host) -> str | None:
+    """Why `host`'s label breaks the map's inventory (None when it does not): a declared
+    host whose label says another location than the map."""
+    declared = declared_location(config, host)
+    if declared is None or host.location == declared[0]:
+        return None
+    return f"label {host.location or '(none)'} contradicts the map ({declared[0]})"
 
 
 def running_workloads(ecs: ECSClient, config: Config, host: Host) -> dict[str, list[str]]:
@@ -295,6 +329,14 @@ def register_host(
     """Put the location attribute on one host, refusing moves that would break residency."""
     config.require_location(location)
     host = resolve_host(ecs, ssm, config, reference)
+    declared = declared_location(config, host)
+    if declared is not None and declared[0] != location:
+        # The inventory is the truth (CONTRACT.md section 8): not even --force overrides it.
+        raise RefusedError(
+            f"the map declares host {host.label} as {declared[0]} ({declared[1]}); "
+            f"refusing to label it {location}",
+            hint="edit the map's hosts: section instead, then `residency hosts sync`",
+        )
     previous = host.location
     if previous == location:
         return LabelChange(

@@ -127,7 +127,7 @@ def _jsonable(value: Any) -> Any:
     """Plain JSON (what the hash is computed over must read back identically)."""
     try:
         return json.loads(json.dumps(value, default=str, allow_nan=False))
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:
         raise JournalError(f"cannot journal this record: {error}") from error
 
 
@@ -235,7 +235,7 @@ def _read_tail(fd: int, size: int) -> _Tail:
 def _parse(line: bytes) -> dict[str, Any] | None:
     try:
         value = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting, not a record
         return None
     return value if isinstance(value, dict) else None
 
@@ -448,6 +448,21 @@ def read(
                 continue
             kept.append(record)
     return list(kept)
+
+
+def recorded_placements(path: Path) -> dict[str, str]:
+    """task ARN -> the location its host had when `run` verified the placement, from every
+    record that knows it: what audit uses once StopTask has deleted the task's tags."""
+    found: dict[str, str] = {}
+    for record in read(path):
+        result = record.get("result")
+        if not isinstance(result, dict):
+            continue
+        for task in [result, *(result.get("tasks") or [])]:
+            host = task.get("host") if isinstance(task, dict) else None
+            if isinstance(host, dict) and task.get("task_arn") and host.get("location"):
+                found[str(task["task_arn"])] = str(host["location"])
+    return found
 
 
 @dataclass(frozen=True)
@@ -663,4 +678,6 @@ class RunJournal:
             )
         except JournalError as error:
             return f"this run was not journalled: {error}"
+        except (OSError, ValueError, RecursionError) as error:  # never lose the run's result
+            return f"this run was not journalled: {type(error).__name__}: {error}"
         return None

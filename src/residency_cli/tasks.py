@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 from residency_cli.aws import aws_errors
 from residency_cli.config import Config, task_definition_family, workload_for_task
+from residency_cli.config import task_tag_value as task_tag
 from residency_cli.constants import RUN_ID_TAG
 from residency_cli.dispatch import placed
 from residency_cli.hosts import hosts_of_tasks
 from residency_cli.results import TaskOutcome
-from residency_cli.waiting import describe_tasks, task_outcome, task_tag
+from residency_cli.waiting import describe_tasks, task_outcome
 
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient

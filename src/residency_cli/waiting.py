@@ -491,10 +491,6 @@ def iso_time(value: Any) -> str | None:
     return str(value) if value else None
 
 
-def task_tag(task: Mapping[str, Any], key: str) -> str | None:
-    return next((t.get("value") for t in task.get("tags") or [] if t.get("key") == key), None)
-
-
 # stopCodes that mean the container never ran to completion whatever exit code it reports.
 _NOT_STARTED_CODES = ("TaskFailedToStart", "SpotInterruption", "TerminationNotice")
 

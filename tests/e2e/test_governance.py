@@ -247,3 +247,73 @@ def test_attach_and_library_runs_are_journalled(
         ("run", "lib", "succeeded"),
     ]
     assert main([*base, "journal", "verify"]) == 0
+
+
+def test_the_inventory_is_the_truth_for_register_check_run_and_audit(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The adversarial reproduction of issue 14.1: relabelling tax.host (declared frankfurt)
+    as newyork must not let bonus run there, whichever way the label was changed."""
+    world.sandbox.use(monkeypatch)
+    base = ["--sandbox", "-c", str(world.map_path)]
+    assert main([*base, "unregister-host", "bonus.host"]) == 0
+    assert main([*base, "unregister-host", "tax.host"]) == 0
+    capsys.readouterr()
+    code = main([*base, "register-host", "tax.host", "--location", "newyork", "--force"])
+    err = capsys.readouterr().err
+    assert code == 3 and f"{world.map_path}:" in err and "hosts.tax.host" in err
+    assert _locations(world)["tax.host"] is None  # nothing changed
+    # Someone relabels it around residency (a raw PutAttributes):
+    world.sandbox.label("tax.host", "newyork")
+    assert main([*base, "check", "hello", "-o", "json"]) == 3
+    (check,) = json.loads(capsys.readouterr().out)
+    reasons = {h["hostname"]: h["reasons"] for h in check["hosts"]}
+    assert reasons["tax.host"] == ["label newyork contradicts the map (frankfurt)"]
+    world.sandbox.reset_calls()
+    assert main([*base, "run", "hello"]) == 3
+    assert world.sandbox.calls("RunTask") == 0
+    # A raw RunTask lands there anyway: verification after placement stops it (exit 4).
+    arn = world.sandbox.start_task_on("tax.host", "test-slow")
+    capsys.readouterr()
+    assert main([*base, "attach", arn, "--no-follow"]) == 4
+    assert "the map declares it frankfurt" in capsys.readouterr().err
+    assert world.sandbox.wait_for_task(arn)["lastStatus"] == "STOPPED"
+    assert main([*base, "audit", "-o", "json"]) == 4
+    findings = json.loads(capsys.readouterr().out)
+    assert any("contradicts the map (frankfurt)" in (f["reason"] or "") for f in findings)
+
+
+def test_a_spoofed_workload_tag_fools_neither_attach_nor_audit(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 14.2: christmas-bonus started by hand on tax.host (Frankfurt) and tagged
+    `residency:workload=tax` is judged as bonus (its task definition) and stopped."""
+    world.sandbox.use(monkeypatch)
+    base = ["--sandbox", "-c", str(world.map_path)]
+    world.sandbox.register_task_definition("christmas-bonus", ["sleep", "30"])
+    arn = world.sandbox.start_task_on(
+        "tax.host", "christmas-bonus", tags=[{"key": "residency:workload", "value": "tax"}]
+    )
+    assert main([*base, "audit", "-o", "json"]) == 4
+    findings = json.loads(capsys.readouterr().out)
+    mine = next(f for f in findings if f["task_arn"] == arn)
+    assert mine["workload"] == "bonus" and mine["verdict"] == "violation"
+    assert main([*base, "attach", arn, "--no-follow"]) == 4
+    assert "NOT ALLOWED" in capsys.readouterr().err
+    assert world.sandbox.wait_for_task(arn)["lastStatus"] == "STOPPED"
+
+
+def test_a_disagreeing_workload_tag_is_itself_a_finding(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world.sandbox.use(monkeypatch)
+    world.sandbox.register_task_definition("christmas-bonus", ["true"])
+    arn = world.sandbox.start_task_on(
+        "bonus.host", "christmas-bonus", tags=[{"key": "residency:workload", "value": "tax"}]
+    )
+    world.sandbox.wait_for_task(arn)
+    assert main(["--sandbox", "-c", str(world.map_path), "audit", "-o", "json"]) == 4
+    mine = next(f for f in json.loads(capsys.readouterr().out) if f["task_arn"] == arn)
+    assert mine["reason"] == (
+        "tagged residency:workload=tax but runs christmas-bonus:2 (workload bonus)"
+    )

@@ -64,14 +64,35 @@ def test_schema_is_json_schema_with_all_sections() -> None:
     json.dumps(schema)
 
 
-def test_workload_of_task_prefers_tag_then_family() -> None:
+def test_workload_of_task_is_its_task_definition_never_a_tag_alone() -> None:
+    """CONTRACT.md section 8: a task's workload is decided by its task definition; anyone
+    allowed to call RunTask can put any tag on a task."""
     config = parse_config(VALID)
-    tagged = {"tags": [{"key": "residency:workload", "value": "tax"}], "taskDefinitionArn": "x"}
-    assert workload_for_task(config, tagged) == "tax"
     arn = "arn:aws:ecs:eu-central-1:123456789012:task-definition/christmas-bonus:7"
     assert workload_for_task(config, {"taskDefinitionArn": arn}) == "bonus"
     assert workload_for_task(config, {"taskDefinitionArn": "other:1"}) is None
     assert task_definition_family(arn) == "christmas-bonus"
+    spoofed = {"tags": [{"key": "residency:workload", "value": "tax"}], "taskDefinitionArn": arn}
+    assert workload_for_task(config, spoofed) == "bonus"
+    tag_only = {"tags": [{"key": "residency:workload", "value": "tax"}], "taskDefinitionArn": "x"}
+    assert workload_for_task(config, tag_only) is None
+    # The map pins tax-amount:3: another revision of the family is not that workload.
+    tax = "arn:aws:ecs:eu-central-1:123456789012:task-definition/tax-amount:"
+    assert workload_for_task(config, {"taskDefinitionArn": tax + "3"}) == "tax"
+    assert workload_for_task(config, {"taskDefinitionArn": tax + "4"}) is None
+
+
+def test_declared_location_matches_short_and_fully_qualified_names() -> None:
+    config = parse_config(VALID, "residency.yaml")
+    arn = "arn:aws:ecs:eu-central-1:123456789012:container-instance/acme-etl/abc"
+    found = config.declared_location(
+        hostname="TAX.host.acme.internal", instance_id="mi-1", container_instance_arn=arn
+    )
+    assert found == ("frankfurt", "residency.yaml:13: hosts.tax.host")
+    assert (
+        config.declared_location(hostname="taxi.host", instance_id=None, container_instance_arn=arn)
+        is None
+    )
 
 
 COMMAND_LINE = next(line for line in VALID.splitlines() if "command:" in line).strip()

@@ -32,7 +32,15 @@ def audit(
     state = app_state(ctx)
     config = state.config()
     clients = state.clients()
-    report = AuditReport(run_audit(clients.ecs, clients.ssm, config, since_seconds=window))
+    report = AuditReport(
+        run_audit(
+            clients.ecs,
+            clients.ssm,
+            config,
+            since_seconds=window,
+            recorded=_recorded_placements(),
+        )
+    )
     render.render(report, output)
     violations = report.violations
     if violations:
@@ -40,3 +48,14 @@ def audit(
             f"{len(violations)} task(s) outside their allowed locations: "
             + "; ".join(f"{f.task_id} ({f.workload}) {f.reason}" for f in violations)
         )
+
+
+def _recorded_placements() -> dict[str, str]:
+    """Where the journal says each task ran (an unreadable journal: nothing, with a note)."""
+    from residency_cli.journal import JournalError, default_journal_path, recorded_placements
+
+    try:
+        return recorded_placements(default_journal_path())
+    except JournalError as error:
+        render.note(f"warning: audit could not read the journal: {error}")
+        return {}
