@@ -206,6 +206,16 @@ def check_workload(
             container_name = str(container.get("name"))
             log = container.get("logConfiguration") or {}
             log_configured = log.get("logDriver") == "awslogs"
+            if log_configured and not definition.get("executionRoleArn"):
+                # ECS Anywhere: the awslogs driver sends logs with the task execution role's
+                # credentials; without one the task fails to start (ECS developer guide,
+                # "External instances (Amazon ECS Anywhere)", considerations).
+                problems.append(
+                    f"task definition {resolved} logs with awslogs but has no "
+                    "executionRoleArn: on ECS Anywhere the task would fail to start; set "
+                    "executionRoleArn to a role with logs:CreateLogStream and logs:PutLogEvents "
+                    "(`residency iam-policy` prints one)"
+                )
             if not log_configured:
                 problems.append(
                     f"container {container_name} has no awslogs log configuration: add "
@@ -435,10 +445,13 @@ def stop_misplaced(
         container_instance_arn=host.container_instance_arn or "",
     )
     if declared is not None and declared[0] != host.location:
-        reason = (
-            f"{VIOLATION_REASON_PREFIX}{where} is labelled {host.location or 'nothing'} but the "
-            f"map declares it {declared[0]} ({declared[1]})"
-        )
+        if host.location in allowed:
+            reason = (
+                f"{VIOLATION_REASON_PREFIX}{where} is labelled {host.location} but the map "
+                f"declares it {declared[0]} ({declared[1]}), outside {', '.join(allowed)}"
+            )
+        else:
+            reason += f" (the map declares it {declared[0]})"
     with aws_errors(f"stopping misplaced task {task_arn}"):
         answer = ecs.stop_task(cluster=config.cluster, task=task_arn, reason=reason[:255])
     return reason, dict(answer.get("task") or {})
@@ -613,29 +626,134 @@ class Dispatcher:
     ) -> RunResult:
         preflight = check(self.ecs, self.ssm, self.config, [name])[0]
         request = build_request(self.config, name, options, preflight.container)
+        earlier = self._earlier_run(name, options.run_id, request)
+        if earlier:  # the journal knows this run: never a second task (CONTRACT.md section 8)
+            return self._rerun(name, earlier, options.run_id, request, follow, timeout, wait)
         if not preflight.ready:
             return self._refused(name, options.run_id, request, preflight.refusal)
-        with aws_errors(f"starting {name}"):
-            response = self.ecs.run_task(**request)
+        self._journal_intent(name, options.run_id, request)
+        response, interrupted = self._run_task(name, options.run_id, request)
         tasks = [dict(t) for t in response.get("tasks") or []]
         if not tasks:
             return self._refused(
                 name, options.run_id, request, explain_failures(response.get("failures") or [])
             )
+        tasks = self._complete(tasks)
         trackers = [Tracker(str(t["taskArn"]), t, name) for t in tasks]
         failures = [
             {"arn": f.get("arn"), "reason": f.get("reason")} for f in response.get("failures") or []
         ]
-        return self._finish(
-            name,
-            trackers,
-            options.run_id,
-            request,
-            wait=wait,
-            follow=follow,
-            timeout=timeout,
-            failures=failures,
-        )
+        try:
+            return self._finish(
+                name,
+                trackers,
+                options.run_id,
+                request,
+                wait=wait and not interrupted,
+                follow=follow,
+                timeout=timeout,
+                failures=failures,
+                pending=Outcome.INTERRUPTED if interrupted else None,
+            )
+        except AwsError as error:
+            # The task started: whatever failed after, the run is journalled and its task named.
+            self._result(trackers, options.run_id, request, None, event="run", failures=failures)
+            error.task_ids = [t.arn.rsplit("/", 1)[-1] for t in trackers]
+            raise
+
+    def _run_task(
+        self, name: str, run_id: str, request: dict[str, Any]
+    ) -> tuple[dict[str, Any], bool]:
+        """RunTask; (its answer, whether the user interrupted while it was in flight).
+
+        Ctrl-C (or SIGTERM) during the call may come after ECS started the task: the same
+        request again is answered with the same task (the clientToken makes RunTask
+        idempotent), so the run can say which task is left running instead of losing it."""
+        try:
+            return self._send_run_task(name, run_id, request), False
+        except KeyboardInterrupt:
+            return self._send_run_task(name, run_id, request), True
+
+    def _send_run_task(self, name: str, run_id: str, request: dict[str, Any]) -> dict[str, Any]:
+        try:
+            with aws_errors(f"starting {name}"):
+                return dict(self.ecs.run_task(**request))
+        except AwsError as error:
+            if error_code(error.__cause__ or error) != "ConflictException":
+                raise
+            # RunTask API reference: the same clientToken with other parameters.
+            cause = getattr(error.__cause__, "response", {})
+            existing = ", ".join(str(a).rsplit("/", 1)[-1] for a in cause.get("resourceIds") or [])
+            raise UsageError(
+                f"run id {run_id} was already used for {name} with other parameters"
+                + (f" (task {existing})" if existing else ""),
+                hint="use another --run-id, or repeat the first run's options",
+            ) from None
+
+    def _complete(self, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """RunTask replayed with the clientToken of a task that already stopped answers only
+        `taskArn`, `lastStatus` and `desiredStatus` (ECS developer guide, "Ensuring
+        idempotency"): describe such tasks before going on."""
+        short = [str(t["taskArn"]) for t in tasks if "taskDefinitionArn" not in t]
+        if not short:
+            return tasks
+        described = {
+            str(t["taskArn"]): t for t in describe_tasks(self.ecs, self.config.cluster, short)
+        }
+        return [described.get(str(t["taskArn"]), t) for t in tasks]
+
+    def _earlier_run(
+        self, name: str, run_id: str, request: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
+        """The journal's records of this run id for this workload (empty: a new run). The
+        same run id with other parameters is a usage error (exit 2)."""
+        if self.journal is None:
+            return []
+        records = [
+            r
+            for r in self.journal.records()
+            if r.get("run_id") == run_id
+            and r.get("workload") == name
+            and (r.get("request") or {}).get("cluster") == self.config.cluster
+        ]
+        for record in records:
+            if record.get("request") != _jsonable(request):
+                raise UsageError(
+                    f"run id {run_id} was already used for {name} with other parameters "
+                    f"(journal record {record.get('seq')}, {record.get('time')})",
+                    hint="use another --run-id, or repeat the first run's options",
+                )
+        return [r for r in records if _recorded_arns(r)]
+
+    def _rerun(
+        self,
+        name: str,
+        records: list[dict[str, Any]],
+        run_id: str,
+        request: dict[str, Any],
+        follow: bool,
+        timeout: float | None,
+        wait: bool,
+    ) -> RunResult:
+        """A run id the journal knows: attach to its task(s) while ECS still knows them,
+        else report how the journal says they ended. Nothing is started."""
+        arns = _recorded_arns(records[-1])
+        found = describe_tasks(self.ecs, self.config.cluster, arns)
+        if found and len(found) == len(arns):
+            trackers = [Tracker(str(t["taskArn"]), t, name) for t in found]
+            return self._finish(
+                name,
+                trackers,
+                run_id,
+                request,
+                wait=wait,
+                follow=follow,
+                timeout=timeout,
+                event="rerun",
+            )
+        result = dict(records[-1].get("result") or {})
+        tasks = [TaskOutcome.from_json(t) for t in result.get("tasks") or [result]]
+        return RunResult(tasks, request, message="as journalled: ECS no longer knows the task")
 
     def attach(
         self, task_ref: str, *, follow: bool = True, timeout: float | None = None
@@ -707,6 +825,7 @@ class Dispatcher:
         timeout: float | None,
         event: str = "run",
         failures: Sequence[dict[str, str | None]] = (),
+        pending: Outcome | None = None,
     ) -> RunResult:
         """Verify where the tasks landed, then (unless `wait` is off or a task was misplaced)
         wait for them in the engine, following their logs. `failures`: RunTask's, for the
@@ -714,7 +833,7 @@ class Dispatcher:
         Verifier(self.ecs, self.ssm, self.config, self.observer)(trackers)
         located = self._locate_streams(name, trackers)
         if any(t.violation for t in trackers) or not wait:
-            return self._result(trackers, run_id, request, None, event=event, failures=failures)
+            return self._result(trackers, run_id, request, pending, event=event, failures=failures)
         follower = None
         if follow and self.logs_client is not None and located:
             from residency_cli.logs import LogFollower
@@ -793,6 +912,23 @@ class Dispatcher:
         result = RunResult(outcomes, request, host_attributes=attributes, failures=list(failures))
         return self._journalled(result, event)
 
+    def _journal_intent(self, name: str, run_id: str, request: dict[str, Any]) -> None:
+        """Before RunTask: the run id, the request and its clientToken are journalled, so a
+        run that dies after sending it is never unaccounted for."""
+        if self.journal is None:
+            return
+        problem = self.journal.record(
+            workload=name,
+            run_id=run_id,
+            request=request,
+            locations=list(self.config.workload(name).locations),
+            outcome={"outcome": None, "task_arn": None},
+            host_attributes=None,
+            event="intent",
+        )
+        if problem is not None:
+            self.journal_problems.append(problem)
+
     def _agents(self, instance_arns: Sequence[str]) -> dict[str, bool]:
         """Whether each host's ECS agent is connected: one call for up to 100 hosts."""
         connected: dict[str, bool] = {}
@@ -824,6 +960,18 @@ class Dispatcher:
         if problem is not None:
             self.journal_problems.append(problem)
         return result
+
+
+def _recorded_arns(record: Mapping[str, Any]) -> list[str]:
+    """The task ARNs a journal record names (none for an intent or a refusal)."""
+    result = record.get("result") or {}
+    tasks = result.get("tasks") or [result]
+    return [str(t["task_arn"]) for t in tasks if isinstance(t, dict) and t.get("task_arn")]
+
+
+def _jsonable(value: Any) -> Any:
+    """As the journal stores it (JSON), for comparing a request with a recorded one."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def _trackers_of(run: RunResult, described: Mapping[str, dict[str, Any]]) -> list[Tracker]:

@@ -10,6 +10,8 @@ class ResidencyError(Exception):
     """A failure the user can act on: printed as one line, never as a traceback."""
 
     exit_code: int = 1
+    # Tasks that were started before the failure and are left running (named in the hint).
+    task_ids: list[str] = []  # noqa: RUF012 - replaced per instance, never mutated
 
     def __init__(
         self, message: str, *, hint: str | None = None, exit_code: int | None = None

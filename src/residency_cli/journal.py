@@ -646,6 +646,13 @@ class RunJournal:
     _identity: Mapping[str, str] | None = field(default=None, init=False, repr=False)
     _asked: bool = field(default=False, init=False, repr=False)
 
+    def records(self) -> list[dict[str, Any]]:
+        """Every record (an unreadable journal: none; `journal verify` says why)."""
+        try:
+            return read(self.path or default_journal_path())
+        except (JournalError, OSError):
+            return []
+
     def record(
         self,
         *,

@@ -268,6 +268,14 @@ class Outcome(str, enum.Enum):
         return str(self.value)
 
     @classmethod
+    def named(cls, value: str) -> Outcome:
+        """The member whose JSON value is `value` (ValueError if none)."""
+        found = next((outcome for outcome in cls if outcome.value == value), None)
+        if found is None:
+            raise ValueError(f"unknown outcome {value!r}")
+        return found
+
+    @classmethod
     def by_severity(cls) -> list[Outcome]:
         """Least severe first: the order the README documents for multi-workload runs."""
         return sorted(cls, key=lambda outcome: outcome.severity)
@@ -297,6 +305,28 @@ class TaskOutcome:
     @property
     def task_id(self) -> str | None:
         return self.task_arn.rsplit("/", 1)[-1] if self.task_arn else None
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> TaskOutcome:
+        """Back from `to_json()` (a journal record's result)."""
+        host = document.get("host")
+        return cls(
+            workload=str(document.get("workload")),
+            locations=list(document.get("locations") or []),
+            cluster=str(document.get("cluster")),
+            run_id=document.get("run_id"),
+            outcome=Outcome.named(str(document.get("outcome") or "dispatched")),
+            task_arn=document.get("task_arn"),
+            host=PlacedHost(**host) if isinstance(host, dict) else None,
+            status=document.get("status"),
+            exit_code=document.get("exit_code"),
+            stop_code=document.get("stop_code"),
+            stopped_reason=document.get("stopped_reason"),
+            log_group=document.get("log_group"),
+            log_stream=document.get("log_stream"),
+            started_at=document.get("started_at"),
+            stopped_at=document.get("stopped_at"),
+        )
 
     def explanation(self, command: str = "residency", fallback: str | None = None) -> str | None:
         """This task's outcome in one sentence (None when there is nothing to explain)."""

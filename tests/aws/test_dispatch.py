@@ -63,6 +63,7 @@ def _register(moto_cluster: MotoCluster, family: str = "christmas-bonus") -> Non
     moto_cluster.ecs.register_task_definition(
         family=family,
         networkMode="host",
+        executionRoleArn="arn:aws:iam::123456789012:role/ecsTaskExecutionRole",
         containerDefinitions=[
             {
                 "name": "christmas_bonus",

@@ -37,5 +37,11 @@ def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
     assert not (tmp_path / "state" / "sandbox.json").exists()
     # The demo's runs are journalled by the core, like every other run.
     records = (tmp_path / "state" / "journal.jsonl").read_text(encoding="utf-8").splitlines()
-    outcomes = [(json.loads(r)["workload"], json.loads(r)["result"]["outcome"]) for r in records]
-    assert outcomes == [("bonus", "succeeded"), ("tax", "succeeded")]
+    seen = [json.loads(r) for r in records]
+    outcomes = [(r["event"], r["workload"], r["result"]["outcome"]) for r in seen]
+    assert outcomes == [
+        ("intent", "bonus", None),
+        ("run", "bonus", "succeeded"),
+        ("intent", "tax", None),
+        ("run", "tax", "succeeded"),
+    ]

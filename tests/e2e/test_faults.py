@@ -183,6 +183,7 @@ def test_cli_attach_after_the_host_was_lost_exits_5(
 
 SLEEPER = {
     "family": "sleeper",
+    "executionRoleArn": "arn:aws:iam::123456789012:role/ecsTaskExecutionRole",
     "requiresCompatibilities": ["EXTERNAL"],
     "networkMode": "host",
     "cpu": "128",

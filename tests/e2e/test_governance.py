@@ -180,7 +180,11 @@ def test_every_run_is_journalled_with_who_what_where(
     assert main([*base, "run", "hello", "--run-id", "j2", "-o", "json"]) == 3
     capsys.readouterr()
     assert main([*base, "journal", "show", "-o", "json"]) == 0
-    first, second = json.loads(capsys.readouterr().out)
+    intent, first, second = json.loads(capsys.readouterr().out)
+    # Written before RunTask: the run id, the request, its clientToken (issue 14.6).
+    assert intent["event"] == "intent" and intent["run_id"] == "j1"
+    assert intent["request"]["clientToken"] == first["request"]["clientToken"]
+    assert first["prev"] == intent["hash"]
     assert first["workload"] == "hello" and first["run_id"] == "j1"
     assert first["result"]["outcome"] == "succeeded"
     assert first["host_attributes"]["location"] == "newyork"
@@ -242,8 +246,10 @@ def test_attach_and_library_runs_are_journalled(
     records = json.loads(capsys.readouterr().out)
     seen = [(r["event"], r["run_id"], r["result"]["outcome"]) for r in records]
     assert seen == [
+        ("intent", "nw", None),
         ("run", "nw", "dispatched"),
         ("attach", "nw", "succeeded"),
+        ("intent", "lib", None),
         ("run", "lib", "succeeded"),
     ]
     assert main([*base, "journal", "verify"]) == 0

@@ -112,32 +112,38 @@ def _verbose(argv: list[str]) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; each error of the contract becomes its exit code, never a traceback."""
+    from residency_cli.cli import signals
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    with signals.sigterm_as_interrupt():
+        code = _main(args)
+    return signals.exit_code(code)
+
+
+def _main(args: list[str]) -> int:
     from residency_cli.cli import render
     from residency_cli.errors import OutputClosed, ResidencyError
 
-    args = list(sys.argv[1:] if argv is None else argv)
     command = typer.main.get_command(app)
     try:
         result: Any = command.main(args=args, prog_name="residency", standalone_mode=False)
-        code = result if isinstance(result, int) else 0
+        return result if isinstance(result, int) else 0
     except typer.Exit as exit_:
-        code = exit_.exit_code
+        return int(exit_.exit_code)
     except click_exceptions.ClickException as problem:
         problem.show()
-        code = 2
+        return 2
     except (KeyboardInterrupt, typer.Abort):
         render.error("interrupted")
-        code = 130
+        return 130
     except OutputClosed:
-        code = 0  # the reader had enough (`residency logs TASK | head`)
+        return 0  # the reader had enough (`residency logs TASK | head`)
     except ResidencyError as problem:
-        render.error(str(problem))
-        if _verbose(args) and problem.__cause__ is not None:
-            render.note(f"cause: {problem.__cause__!r}")
-        code = problem.exit_code
+        _report(problem, args)
+        return problem.exit_code
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        code = 0
+        return 0
     except Exception as problem:
         from residency_cli.aws import is_aws_error, translate_error
 
@@ -150,8 +156,19 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         translated = translate_error(problem)
         render.error(str(translated))
-        code = translated.exit_code
-    return code
+        return translated.exit_code
+
+
+def _report(problem: Any, args: list[str]) -> None:
+    """One `error:` line (per line of the message), the tasks it left running, the cause."""
+    from residency_cli.cli import render
+
+    render.error(str(problem))
+    for task_id in problem.task_ids:
+        render.note(f"task {task_id} was started and is left running: "
+                    f"{render.command()} attach {task_id}")  # fmt: skip
+    if _verbose(args) and problem.__cause__ is not None:
+        render.note(f"cause: {problem.__cause__!r}")
 
 
 def run() -> None:  # pragma: no cover - console-script shim

@@ -15,6 +15,11 @@ if TYPE_CHECKING:
     from residency_cli.results import RunResult
 
 
+# The run did what it should but its journal record could not be written (README, "Exit
+# codes"): only when nothing else failed.
+JOURNAL_FAILED_EXIT = 8
+
+
 class ExitCodeMode(str, enum.Enum):
     residency = "residency"
     container = "container"
@@ -105,6 +110,11 @@ def _finish(
     code = result.exit_code(container_code=mode is ExitCodeMode.container)
     if code:
         raise ResidencyError(result.explanation(render.command()) or "", exit_code=code)
+    if dispatcher.journal_problems:
+        # Nothing else failed, but the governance record is missing: say so in the exit code.
+        raise ResidencyError(
+            "the run succeeded but was not (fully) journalled", exit_code=JOURNAL_FAILED_EXIT
+        )
 
 
 def run(

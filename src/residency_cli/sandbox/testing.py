@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from residency_cli.aws import Clients
     from residency_cli.config import Config
 
+TEST_EXECUTION_ROLE = "arn:aws:iam::123456789012:role/ecsTaskExecutionRole"
 TEST_IMAGE = "sandbox/shell:latest"
 TEST_LOG_GROUP = "/residency/tests"
 
@@ -298,6 +299,9 @@ class SandboxFixture:
             "containerDefinitions": [definition, *extra_containers],
             **fields,
         }
+        if log_group is not None:
+            # awslogs on ECS Anywhere needs a task execution role (pre-flight checks it).
+            request.setdefault("executionRoleArn", TEST_EXECUTION_ROLE)
         registered = self._internal("ecs").register_task_definition(**request)
         arn = str(registered["taskDefinition"]["taskDefinitionArn"])
         self.task_definitions[family] = arn
