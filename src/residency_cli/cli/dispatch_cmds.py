@@ -52,6 +52,12 @@ def render_checks(checks: list[WorkloadCheck]) -> None:
         )
         for problem in result.problems:
             render.show(f"  [red]✗[/red] {render.plain(problem)}")
+        guard = result.guard  # a warning, never a refusal: `run` passes the map's locations
+        if guard is not None and guard.warning:
+            render.show(f"  [yellow]![/yellow] data guard: {render.plain(guard.warning)}")
+        elif guard is not None:
+            enforced = render.plain(", ".join(guard.enforced or []))
+            render.show(f"  [green]✓[/green] data guard: enforces {enforced}, as the map")
         rows = [
             [
                 v.host.label,
