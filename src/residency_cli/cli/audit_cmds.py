@@ -13,6 +13,14 @@ if TYPE_CHECKING:
     from residency_cli.audit import AuditFinding
 
 
+# Verdicts that are findings (audit exits 4), as the table shows them.
+VERDICT_TEXT = {
+    "violation": "VIOLATION",
+    "guard-overridden": "GUARD OVERRIDDEN",
+    "blocked": "BLOCKED AT THE DATA",
+}
+
+
 def render_findings(findings: list[AuditFinding]) -> None:
     rows = [
         [
@@ -23,7 +31,7 @@ def render_findings(findings: list[AuditFinding]) -> None:
             f.location_then,
             f.location_now,
             f.status,
-            f.verdict if f.reason is None else f"VIOLATION: {f.reason}",
+            f.verdict if f.reason is None else f"{VERDICT_TEXT[f.verdict]}: {f.reason}",
         ]
         for f in findings
     ]
@@ -32,12 +40,16 @@ def render_findings(findings: list[AuditFinding]) -> None:
         ["task", "workload", "allowed", "host", "then", "now", "status", "verdict"],
         rows,
     )
-    bad = sum(1 for f in findings if f.reason)
-    render.show(
-        f"{len(findings)} task(s) audited, [red]{bad} violation(s)[/red]"
-        if bad
-        else f"{len(findings)} task(s) audited, [green]no violation[/green]"
-    )
+    counts = {v: sum(1 for f in findings if f.verdict == v) for v in VERDICT_TEXT}
+    if any(counts.values()):
+        shown = ", ".join(
+            f"{n} {'violation(s)' if v == 'violation' else VERDICT_TEXT[v].lower()}"
+            for v, n in counts.items()
+            if n
+        )
+        render.show(f"{len(findings)} task(s) audited, [red]{shown}[/red]")
+    else:
+        render.show(f"{len(findings)} task(s) audited, [green]no violation[/green]")
 
 
 def audit(
@@ -47,7 +59,10 @@ def audit(
     ),
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
-    """Was every task of a mapped workload on a host its workload allows? Exit 4 if not."""
+    """Was every task of a mapped workload on a host its workload allows? Exit 4 if not.
+
+    Also says which tasks the jobs' data guard blocked at the data (nothing read) and which
+    had overrides telling the guard to allow other locations (a bypass)."""
     from residency_cli.audit import audit as run_audit
     from residency_cli.durations import parse_duration
     from residency_cli.errors import UsageError, ViolationError
@@ -68,7 +83,9 @@ def audit(
         render_findings(findings)
     violations = [f for f in findings if f.reason]
     if violations:
+        # Exit 4 for every finding: a task the guard blocked was still dispatched where (or
+        # how) its workload may not run; the verdict says whether its data was read.
         raise ViolationError(
-            f"{len(violations)} task(s) outside their allowed locations: "
+            f"{len(violations)} task(s) not compliant: "
             + "; ".join(f"{f.task_id} ({f.workload}) {f.reason}" for f in violations)
         )
