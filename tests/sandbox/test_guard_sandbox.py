@@ -150,7 +150,7 @@ def test_audit_flags_overrides_that_widen_the_guard(
     assert code == 4
     assert "GUARD OVERRIDDEN: overrides of container tax_amount" in out
     assert "1 guard overridden" in out
-    assert "error: 1 task(s) not compliant" in err
+    assert "error: 1 task(s) with overrides that widen the data guard: " in err
 
 
 def test_check_says_whether_each_workload_is_guarded(

@@ -21,6 +21,13 @@ VERDICT_TEXT = {
 }
 
 
+FINDING_WORDS = {
+    "violation": "outside their allowed locations",
+    "guard-overridden": "with overrides that widen the data guard",
+    "blocked": "blocked at the data (nothing read)",
+}
+
+
 def render_findings(findings: list[AuditFinding]) -> None:
     rows = [
         [
@@ -81,11 +88,15 @@ def audit(
         render.emit_json(findings)
     else:
         render_findings(findings)
-    violations = [f for f in findings if f.reason]
-    if violations:
-        # Exit 4 for every finding: a task the guard blocked was still dispatched where (or
-        # how) its workload may not run; the verdict says whether its data was read.
-        raise ViolationError(
-            f"{len(violations)} task(s) not compliant: "
-            + "; ".join(f"{f.task_id} ({f.workload}) {f.reason}" for f in violations)
-        )
+    # Exit 4 for every finding: a task the guard blocked was still dispatched where (or how)
+    # its workload may not run; the verdict says whether its data was read.
+    groups = []
+    for verdict, words in FINDING_WORDS.items():
+        found = [f for f in findings if f.verdict == verdict]
+        if found:
+            groups.append(
+                f"{len(found)} task(s) {words}: "
+                + "; ".join(f"{f.task_id} ({f.workload}) {f.reason}" for f in found)
+            )
+    if groups:
+        raise ViolationError("; ".join(groups))
