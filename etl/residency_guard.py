@@ -88,6 +88,12 @@ def _quoted(text: str) -> str:
     return "'" + text + "'"
 
 
+def _shown(value: object, limit: int = 60) -> str:
+    """A value from a label, for a message: its repr, cut short (a label may be 4 KiB)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def parse_allowed(text: str | None) -> tuple[str, ...]:
     """``"frankfurt, munich"`` -> ``("frankfurt", "munich")``; ValueError for a bad name.
 
@@ -99,7 +105,7 @@ def parse_allowed(text: str | None) -> tuple[str, ...]:
     for name in names:
         if not _NAME.fullmatch(name):
             raise ValueError(
-                f"{name!r} is not a location name (1-128 of A-Z a-z 0-9 _ . -)"
+                f"{_shown(name)} is not a location name (1-128 of A-Z a-z 0-9 _ . -)"
                 if name
                 else "an empty location name"
             )
@@ -123,12 +129,12 @@ def parse_label(raw: bytes) -> str:
         raise ValueError('the label is not a JSON object like {"location": "newyork"}')
     unknown = sorted(str(key) for key in value if key not in LABEL_KEYS)
     if unknown:
-        raise ValueError(f"the label has unknown keys: {', '.join(map(repr, unknown))}")
+        raise ValueError(f"the label has unknown keys: {_shown(unknown)[1:-1]}")
     if "version" in value and (value["version"] != 1 or isinstance(value["version"], bool)):
-        raise ValueError(f"the label's version {value['version']!r} is not 1")
+        raise ValueError(f"the label's version {_shown(value['version'])} is not 1")
     location = value.get("location")
     if not isinstance(location, str) or not _NAME.fullmatch(location):
-        raise ValueError(f"the label's location {location!r} is not a location name")
+        raise ValueError(f"the label's location {_shown(location)} is not a location name")
     return location
 
 

@@ -189,3 +189,27 @@ def test_check_says_whether_each_workload_is_guarded(
     assert code == 0
     assert "! data guard: the task definition enforces no data guard locations" in out
     assert "set RESIDENCY_ALLOWED_LOCATIONS=frankfurt in container tax_amount's" in out
+
+
+def test_run_refuses_env_that_would_widen_the_guard(
+    sandbox: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    sandbox.label_all()
+    for args in (["--dry-run"], []):
+        code, out, err = _cli(
+            monkeypatch, capsys, sandbox,
+            "run", "tax", "--env", "RESIDENCY_ALLOWED_LOCATIONS=frankfurt,newyork", *args,
+        )  # fmt: skip
+        assert code == 2, err
+        assert "Traceback" not in err and out == ""
+        assert "RESIDENCY_ALLOWED_LOCATIONS='frankfurt,newyork' would let the data guard" in err
+    assert sandbox.calls("RunTask") == 0
+    # The map's own list, in any order, is no change: the dry run shows the override.
+    code, out, err = _cli(monkeypatch, capsys, sandbox, "run", "tax", "--dry-run", "-o", "json",
+                          "--env", "RESIDENCY_ALLOWED_LOCATIONS=frankfurt")  # fmt: skip
+    assert code == 0, err
+    (override,) = json.loads(out)["request"]["overrides"]["containerOverrides"]
+    assert override == {
+        "name": "tax_amount",
+        "environment": [{"name": "RESIDENCY_ALLOWED_LOCATIONS", "value": "frankfurt"}],
+    }
