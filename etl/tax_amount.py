@@ -17,7 +17,6 @@ import common
 
 DEFAULT_OUTPUT_NAME = "tax_amount.csv"
 TAX_PERCENT = 21
-COLUMNS = ("id", "yearly_salary")  # the names are parsed and checked, never converted
 
 
 def tax_for(salary_cents: int) -> int:
@@ -42,7 +41,7 @@ def report_text(total: int) -> str:
 def create_report(source: Path, target: Path) -> None:
     common.logger.info(f"Creating the total tax payable report at '{target}'")
     with common.atomic_output(target) as stream:
-        total = total_tax(common.read_employees(source, columns=COLUMNS))
+        total = total_tax(common.read_employees(source))
         stream.write(report_text(total).encode())
 
 

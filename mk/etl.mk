@@ -3,7 +3,8 @@
 #   etl-lint        hadolint on docker/Dockerfile, shellcheck on vagrant/*.sh,
 #                   ruby -c + vagrant validate --ignore-provider on the Vagrantfile
 #   etl-image-test  the Dockerfile's CMD run as the image would run it, from a fresh venv
-#                   built from docker/requirements.txt alone (cached in .venv-etl/)
+#                   built from docker/requirements.txt alone (cached in .venv-etl/), and the
+#                   data guard's tests (wrapper and jobs) under that same interpreter
 #   bench-etl       bench/etl_bench.py -> .bench/etl-bench.md (recorded in BENCHMARKS.md) (jobs in .venv-etl, pandas in
 #                   .bench/venv only)
 
@@ -36,7 +37,8 @@ $(ETL_VENV)/.installed: docker/requirements.txt
 	touch $@
 
 etl-image-test: $(STAMP) $(ETL_VENV)/.installed
-	ETL_IMAGE_PYTHON="$(CURDIR)/$(ETL_VENV)/bin/python" $(BIN)/python -m pytest tests/etl/test_etl_image.py
+	ETL_IMAGE_PYTHON="$(CURDIR)/$(ETL_VENV)/bin/python" $(BIN)/python -m pytest \
+	  tests/etl/test_etl_image.py tests/etl/test_guard.py
 
 $(ETL_BENCH_VENV)/.installed: mk/etl.mk
 	test -x $(ETL_BENCH_VENV)/bin/python || $(PYTHON) -m venv $(ETL_BENCH_VENV)

@@ -4,22 +4,27 @@
 # Environment (set by the Vagrantfile):
 #   RESIDENCY_LOCATION            location of this host, e.g. newyork (required)
 #   RESIDENCY_LOCATION_ATTRIBUTE  attribute name (default: location)
+#   RESIDENCY_DATA_DIR            the host's data directory (default: /data)
 #   ECS_CLUSTER, AWS_REGION       cluster to join and its region
 #   SSM_ACTIVATION_ID, SSM_ACTIVATION_CODE   from `aws ssm create-activation`
 #
 # The location goes into /etc/ecs/ecs.config *before* the agent first registers, so the
-# container instance is created with the attribute: it never exists unlabelled. Without
-# an activation everything else is still done and the missing variables are listed.
+# container instance is created with the attribute: it never exists unlabelled. The data
+# directory gets the same location as its residency label (.residency-label.json), which
+# the jobs' data guard reads before opening any data (docs/enforcement.md). Without an
+# activation everything else is still done and the missing variables are listed.
 set -euo pipefail
 
 readonly INSTALLER_URL="https://amazon-ecs-agent.s3.amazonaws.com/ecs-anywhere-install-latest.sh"
-readonly ECS_CONFIG=/etc/ecs/ecs.config
+# Overridable so the script can be tested without touching the machine that runs the tests.
+readonly ECS_CONFIG="${RESIDENCY_ECS_CONFIG:-/etc/ecs/ecs.config}"
 
 log() { printf 'provision: %s\n' "$*"; }
 fail() { printf 'provision: error: %s\n' "$*" >&2; exit 1; }
 
 location="${RESIDENCY_LOCATION:-}"
 attribute="${RESIDENCY_LOCATION_ATTRIBUTE:-location}"
+data_dir="${RESIDENCY_DATA_DIR:-/data}"
 [[ -n "$location" ]] || fail "RESIDENCY_LOCATION is not set"
 # The same rule residency applies to names: nothing that could change a placement expression.
 [[ "$location" =~ ^[A-Za-z0-9_.-]{1,128}$ ]] || fail "invalid location '$location'"
@@ -42,7 +47,14 @@ log "host $(hostname) in location '$location'"
 set_ecs_config ECS_INSTANCE_ATTRIBUTES "{\"${attribute}\": \"${location}\"}"
 log "wrote ECS_INSTANCE_ATTRIBUTES to $ECS_CONFIG"
 
-mkdir -p /data
+# The label: root-owned, 0644 (the jobs read it, never write it), replaced atomically.
+mkdir -p "$data_dir"
+label_tmp="$(mktemp "$data_dir/.residency-label.json.XXXXXX")"
+printf '{"location": "%s"}\n' "$location" > "$label_tmp"
+chmod 0644 "$label_tmp"
+mv -f "$label_tmp" "$data_dir/.residency-label.json"
+log "labelled the data in $data_dir with location '$location'"
+
 if ! command -v curl > /dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q

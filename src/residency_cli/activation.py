@@ -2,7 +2,8 @@
 
 ECS Anywhere registers a host with the install script and an SSM activation; the agent reads
 custom attributes from ECS_INSTANCE_ATTRIBUTES in /etc/ecs/ecs.config at registration, so a
-host that joins this way carries its location from its first second in the cluster.
+host that joins this way carries its location from its first second in the cluster. Its data
+directory is labelled with the same location, for the jobs' data guard (docs/enforcement.md).
 https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs-anywhere-registration.html
 """
 
@@ -18,6 +19,7 @@ from residency_cli.aws import aws_errors
 from residency_cli.config import Config
 from residency_cli.constants import LOCATION_TAG
 from residency_cli.errors import UsageError
+from residency_cli.guarding import LABEL_FILE, label_text
 
 if TYPE_CHECKING:
     from mypy_boto3_ssm import SSMClient
@@ -26,6 +28,7 @@ INSTALLER_URL = "https://amazon-ecs-agent.s3.amazonaws.com/ecs-anywhere-install-
 DEFAULT_ROLE = "ecsAnywhereRole"
 MAX_REGISTRATIONS = 1000
 MAX_EXPIRY_SECONDS = 30 * 86400  # SSM allows at most 30 days
+DATA_DIR = "/data"  # the host volume the task definitions mount (examples/acme)
 
 
 @dataclass(frozen=True)
@@ -61,10 +64,15 @@ def install_commands(
         "--activation-id", activation_id,
         "--activation-code", code,
     ]  # fmt: skip
+    label = f"{DATA_DIR}/{LABEL_FILE}"
     return [
         f'curl --proto "=https" -fsSL -o /tmp/ecs-anywhere-install.sh {shlex.quote(INSTALLER_URL)}',
         "sudo mkdir -p /etc/ecs",
         f"echo {shlex.quote(line)} | sudo tee -a /etc/ecs/ecs.config",
+        # The data carries its location too: the jobs' data guard reads it (root-owned, 0644).
+        f"sudo mkdir -p {DATA_DIR}",
+        f"echo {shlex.quote(label_text(location).strip())} | sudo tee {label} > /dev/null",
+        f"sudo chmod 0644 {label}",
         " ".join(shlex.quote(word) for word in installer),
     ]
 

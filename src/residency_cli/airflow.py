@@ -3,7 +3,8 @@
 `ecs_run_task_kwargs()` returns the keyword arguments of the Amazon provider's
 `EcsRunTaskOperator` (apache-airflow-providers-amazon 9.x) for one workload: the same
 cluster, task definition, EXTERNAL launch type, `memberOf` placement constraint, overrides
-and residency tags as `residency run` (CONTRACT.md sections 2 and 4).
+(with the map's locations for the jobs' data guard) and residency tags as `residency run`
+(CONTRACT.md sections 2 and 4).
 
 It is pure: it imports neither Airflow nor boto3 and calls no AWS API, because Airflow parses
 a DAG file every few seconds and top-level AWS calls there are slow and fragile. The map says
@@ -34,6 +35,7 @@ from residency_cli.config import (
 )
 from residency_cli.constants import LOCATION_TAG, RUN_ID_TAG, WORKLOAD_TAG
 from residency_cli.errors import UsageError
+from residency_cli.guarding import with_guard
 from residency_cli.placement import build_constraints
 
 # Airflow renders templated fields (tags is one): each DAG run tags its task with its run id.
@@ -132,8 +134,11 @@ def ecs_run_task_kwargs(
     override: dict[str, Any] = {}
     if spec.command is not None:
         override["command"] = list(spec.command)
-    if spec.environment:
-        override["environment"] = [{"name": k, "value": v} for k, v in spec.environment.items()]
+    environment = dict(spec.environment)
+    if container_name is not None:  # the data guard gets the map's locations, as with `run`
+        environment = with_guard(environment, spec.locations)
+    if environment:
+        override["environment"] = [{"name": k, "value": v} for k, v in environment.items()]
     if override and container_name is None:
         raise UsageError(
             f"workload {workload!r} overrides the command or environment: name its `container:` "

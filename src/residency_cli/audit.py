@@ -1,5 +1,9 @@
 """Audit: was every task of a mapped workload on a host whose location the workload allows?
 
+And what the data guard saw (docs/enforcement.md): a task that stopped with the guard's exit
+code was "blocked at the data" (misplaced, perhaps, but nothing was read), and a task whose
+overrides told the guard to allow locations the map does not is a bypass ("guard-overridden").
+
 ECS still returns RUNNING tasks and recently STOPPED ones (about an hour). For each, the
 location *then* is the one `run` verified and tagged on the task; the location *now* is the
 host's current label. A running task is judged by both (a host relabelled under a running task
@@ -17,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from residency_cli.config import Config, workload_for_task
 from residency_cli.config import task_tag_value as task_tag
 from residency_cli.constants import HOST_LOCATION_TAG, WORKLOAD_TAG
+from residency_cli.guarding import GUARD_EXIT_CODE, blocked_at_data, guard_override
 from residency_cli.hosts import declared_location, hosts_of_tasks, inventory_conflict
 from residency_cli.results import Host
 from residency_cli.tasks import list_workload_tasks
@@ -39,10 +44,12 @@ class AuditFinding:
     location_then: str | None
     location_now: str | None
     started_at: str | None
-    verdict: str  # "compliant" | "violation"
+    verdict: str  # "compliant" | "violation" | "guard-overridden" | "blocked" (at the data)
     reason: str | None
     # Where location_then came from: "tag", "journal", or "current label" (nobody recorded it)
     then_from: str = "tag"
+    blocked_at_data: bool = False  # stopped with the data guard's exit code: nothing was read
+    guard_override: str | None = None  # its overrides told the guard to allow other locations
 
     @property
     def task_id(self) -> str:
@@ -64,6 +71,8 @@ class AuditFinding:
             "verdict": self.verdict,
             "reason": self.reason,
             "location_then_from": self.then_from,
+            "blocked_at_data": self.blocked_at_data,
+            "guard_override": self.guard_override,
         }
 
 
@@ -109,6 +118,29 @@ def _extra_findings(
     return f"ran on host {host.label}: {conflict}"
 
 
+# Most severe first: data read where it may not be, a guard told to let it through, a
+# dispatch the guard stopped (nothing was read), then the rest.
+VERDICT_ORDER = ("violation", "guard-overridden", "blocked", "compliant")
+
+
+def guard_verdict(
+    placement: str | None, blocked: bool, override: str | None
+) -> tuple[str, str | None]:
+    """The verdict and reason from the placement judgement and what the data guard saw.
+
+    A task the guard stopped never read its data, so a misplacement is reported as
+    "blocked" (at the data), not as a violation that ran; it is still a finding."""
+    reasons = [r for r in (placement, override) if r]
+    if blocked:
+        why = f"blocked at the data: the job's guard refused it (exit {GUARD_EXIT_CODE})"
+        return "blocked", "; ".join([why, *reasons])
+    if placement:
+        return "violation", "; ".join(reasons)
+    if override:
+        return "guard-overridden", override
+    return "compliant", None
+
+
 def audit(
     ecs: ECSClient,
     ssm: SSMClient | None,
@@ -139,8 +171,11 @@ def audit(
         placed = hosts.get(str(instance_arn))
         then, then_from = _location_then(task, recorded or {})
         location_now = placed.location if placed else None
-        reason = judge(task.get("lastStatus"), allowed, then, location_now)
-        reason = reason or _extra_findings(config, task, name, placed)
+        placement = judge(task.get("lastStatus"), allowed, then, location_now)
+        placement = placement or _extra_findings(config, task, name, placed)
+        blocked = blocked_at_data(task, config.workloads[name].container)
+        override = guard_override(task, allowed)
+        verdict, reason = guard_verdict(placement, blocked, override)
         started = _started(task)
         findings.append(
             AuditFinding(
@@ -154,12 +189,14 @@ def audit(
                 location_then=then,
                 location_now=location_now,
                 started_at=iso_time(started),
-                verdict="violation" if reason else "compliant",
+                verdict=verdict,
                 reason=reason,
                 then_from=then_from,
+                blocked_at_data=blocked,
+                guard_override=override,
             )
         )
-    return sorted(findings, key=lambda f: (f.verdict != "violation", f.started_at or ""))
+    return sorted(findings, key=lambda f: (VERDICT_ORDER.index(f.verdict), f.started_at or ""))
 
 
 def _location_then(task: dict[str, Any], recorded: Mapping[str, str]) -> tuple[str | None, str]:

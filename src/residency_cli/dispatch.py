@@ -32,6 +32,7 @@ from residency_cli.constants import (
     WORKLOAD_TAG,
 )
 from residency_cli.errors import AwsError, OutputClosed, UsageError
+from residency_cli.guarding import definition_guard, with_guard
 from residency_cli.hosts import (
     describe_container_instances,
     host_from_instance,
@@ -222,6 +223,7 @@ def check_workload(
                     "logConfiguration {logDriver: awslogs, options: {awslogs-group, "
                     "awslogs-region, awslogs-stream-prefix}}"
                 )
+    guard = definition_guard(container, workload.locations) if definition is not None else None
     verdicts = [
         HostVerdict(
             host,
@@ -248,6 +250,7 @@ def check_workload(
         memory=memory,
         container=container_name,
         log_configured=log_configured,
+        guard=guard,
     )
 
 
@@ -347,6 +350,8 @@ def _container_override(
     workload: Workload, extra_env: Mapping[str, str], container: str | None
 ) -> dict[str, Any] | None:
     environment = {**workload.environment, **extra_env}
+    if container is not None:  # the data guard gets the map's locations (docs/enforcement.md)
+        environment = with_guard(environment, workload.locations)
     if not environment and workload.command is None:
         return None
     if container is None:

@@ -8,7 +8,10 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from residency_cli.guarding import GuardStatus
 
 
 def to_jsonable(value: Any) -> Any:
@@ -148,6 +151,7 @@ class WorkloadCheck:
     memory: int
     container: str | None
     log_configured: bool
+    guard: GuardStatus | None = None  # what the task definition tells the data guard
 
     @property
     def compliant_hosts(self) -> list[HostVerdict]:
@@ -180,6 +184,7 @@ class WorkloadCheck:
             "cpu": self.cpu,
             "memory": self.memory,
             "log_configured": self.log_configured,
+            "guard": self.guard.to_json() if self.guard else None,
             "problems": self.problems,
             "hosts": [h.to_json() for h in self.hosts],
         }

@@ -104,3 +104,60 @@ def test_example_dags_dispatch_to_the_right_hosts(sandbox: Any, tmp_path: Path) 
         )["containerInstances"][0]
         attributes = {a["name"]: a.get("value") for a in described["attributes"]}
         assert attributes["location"] == location
+
+
+def test_a_dag_without_its_constraint_is_refused_at_the_data(sandbox: Any, tmp_path: Path) -> None:
+    """The tax DAG edited to drop its placement constraint (an old DAG, a hurried fix):
+    ECS puts the task on bonus.host (New York), where the job's guard refuses New York's data
+    with exit 77; Frankfurt's report is unchanged and audit says blocked at the data."""
+    assert PYTHON is not None
+    from residency_cli.audit import audit
+
+    sandbox.label_all()
+    good = sandbox.start_task_on("tax.host", sandbox.task_definitions["tax-amount"])
+    assert sandbox.wait_for_task(good, timeout=60)["containers"][0]["exitCode"] == 0
+    s3 = sandbox.client("s3", "eu-central-1")
+    report = {"Bucket": "acme-frankfurt-reports", "Key": "tax-amount/tax_amount.csv"}
+    before = s3.get_object(**report)["Body"].read()
+
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    source = (DAGS / "residency_tax_dag.py").read_text(encoding="utf-8")
+    call = 'ecs_run_task_kwargs("tax", MAP, task_definition=TASK_DEFINITIONS / "tax-amount.json")'
+    assert call in source
+    edited = source.replace(
+        f"**{call},",
+        f"**{{k: v for k, v in {call}.items() if k != 'placement_constraints'}},",
+    ).replace('dag_id="residency_tax"', 'dag_id="residency_tax_unconstrained"')
+    assert edited.count("placement_constraints") == 1
+    (dags / "residency_tax_unconstrained.py").write_text(edited, encoding="utf-8")
+
+    env = _airflow_env(sandbox, tmp_path / "airflow")
+    env["RESIDENCY_CONFIG"] = str(ROOT / "examples" / "acme" / "residency.yaml")
+    env["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags)  # dag.test() runs only DAGs Airflow serialized
+    migrate = _run([str(Path(PYTHON).with_name("airflow")), "db", "migrate"], env)
+    assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
+    done = _run([PYTHON, str(DRIVER), str(dags), "residency_tax_unconstrained"], env)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-5000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["import_errors"] == {}
+    assert result["dags"]["residency_tax_unconstrained"]["state"] == "failed", output[-5000:]
+    assert "(label: newyork; allowed: frankfurt)" in output  # the job's log, via the operator
+
+    ecs = sandbox.client("ecs")
+    arns = ecs.list_tasks(cluster=sandbox.cluster, desiredStatus="STOPPED")["taskArns"]
+    (task,) = [
+        t
+        for t in ecs.describe_tasks(cluster=sandbox.cluster, tasks=arns)["tasks"]
+        if t["taskArn"] != good
+    ]
+    assert task["containerInstanceArn"] == sandbox.host("bonus.host").container_instance_arn
+    assert task["containers"][0]["exitCode"] == 77
+    assert s3.get_object(**report)["Body"].read() == before
+
+    clients = sandbox.clients()
+    findings = {f.task_arn: f for f in audit(clients.ecs, clients.ssm, sandbox.config)}
+    assert findings[task["taskArn"]].verdict == "blocked"
+    assert findings[task["taskArn"]].blocked_at_data
+    assert findings[good].verdict == "compliant"

@@ -85,7 +85,15 @@ def test_logs_and_container_come_from_the_task_definition(map_path: Path) -> Non
     assert kwargs["awslogs_group"] == "/residency/acme"
     assert kwargs["awslogs_region"] == "us-east-1"
     assert kwargs["awslogs_stream_prefix"] == "bonus"
-    assert kwargs["overrides"] == {}
+    # The only override: the map's locations for the jobs' data guard, as `run` sends them.
+    assert kwargs["overrides"] == {
+        "containerOverrides": [
+            {
+                "name": "christmas_bonus",
+                "environment": [{"name": "RESIDENCY_ALLOWED_LOCATIONS", "value": "newyork"}],
+            }
+        ]
+    }
     assert kwargs["tags"]["residency:run-id"] == "{{ run_id }}"  # rendered by Airflow
     assert "region_name" not in kwargs  # the map names no region: the connection's
 
@@ -109,6 +117,7 @@ def test_without_a_task_definition_there_is_no_log_streaming(map_path: Path) -> 
     kwargs = ecs_run_task_kwargs("plain", map_path, run_id=None)
     assert not any(key.startswith("awslogs") for key in kwargs)
     assert "container_name" not in kwargs
+    assert kwargs["overrides"] == {}  # no container to override: the definition's own guard
     assert "residency:run-id" not in kwargs["tags"]
 
 

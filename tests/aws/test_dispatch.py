@@ -253,7 +253,14 @@ def test_dry_run_request_is_exact_and_changes_nothing(moto_cluster: MotoCluster)
         "clientToken": client_token("acme-etl", "bonus", "dr"),
         "overrides": {
             "containerOverrides": [
-                {"name": "christmas_bonus", "environment": [{"name": "A", "value": "1"}]}
+                {
+                    "name": "christmas_bonus",
+                    "environment": [
+                        {"name": "A", "value": "1"},
+                        # The map's locations, for the jobs' data guard (docs/enforcement.md).
+                        {"name": "RESIDENCY_ALLOWED_LOCATIONS", "value": "newyork,sanfrancisco"},
+                    ],
+                }
             ]
         },
     }

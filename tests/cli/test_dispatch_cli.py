@@ -98,7 +98,10 @@ def test_run_dry_run_prints_request_and_aws_cli(
     words = shlex.split(command)
     assert words[:3] == ["aws", "ecs", "run-task"]
     overrides = json.loads(words[words.index("--overrides") + 1])
-    assert overrides["containerOverrides"][0]["environment"] == [{"name": "A", "value": "b c"}]
+    assert overrides["containerOverrides"][0]["environment"] == [
+        {"name": "A", "value": "b c"},
+        {"name": "RESIDENCY_ALLOWED_LOCATIONS", "value": "newyork,sanfrancisco"},
+    ]
     assert moto_cluster.ecs.list_tasks(cluster="acme-etl")["taskArns"] == []
 
 

@@ -75,3 +75,79 @@ def test_aws_cli_sees_what_residency_did(tmp_path: Path) -> None:
     finally:
         down = _residency(env, "sandbox", "down")
         assert down.returncode == 0, down.stderr
+
+
+def test_a_raw_dispatch_of_tax_on_new_york_is_refused_at_the_data(tmp_path: Path) -> None:
+    """Issue 15's story: `aws ecs run-task` with no constraint puts tax-amount on bonus.host
+    (New York). The job's guard refuses New York's data (exit 77) before opening it,
+    Frankfurt's report stays byte for byte what the real tax run wrote, and `residency audit`
+    says the task was blocked at the data."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "etl"))
+    from etl_helpers import OpenWatch
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RESIDENCY_"))}
+    env["RESIDENCY_STATE_DIR"] = str(tmp_path / "state")
+    env["RESIDENCY_JOURNAL"] = str(tmp_path / "journal.jsonl")
+    env["HOME"] = str(tmp_path)
+    up = _residency(env, "sandbox", "up", "--port", "0")
+    assert up.returncode == 0, up.stderr
+    try:
+        aws_env = dict(env)
+        for line in _residency(env, "sandbox", "env").stdout.splitlines():
+            name, _, value = line.removeprefix("export ").partition("=")
+            aws_env[name] = value.strip("'\"")
+        for host, location in (("bonus.host", "newyork"), ("tax.host", "frankfurt")):
+            labelled = _residency(env, "--sandbox", "register-host", host, "--location", location)
+            assert labelled.returncode == 0, labelled.stderr
+        ran = _residency(env, "--sandbox", "run", "tax", "--no-follow", "-o", "json")
+        assert ran.returncode == 0, ran.stderr
+        assert json.loads(ran.stdout)["host"]["hostname"] == "tax.host"
+        report = ["--bucket", "acme-frankfurt-reports", "--key", "tax-amount/tax_amount.csv"]
+        _aws(aws_env, "s3api", "get-object", *report, str(tmp_path / "before.csv"))
+        before = (tmp_path / "before.csv").read_bytes()
+        assert before == b"tax_amount\n557548\n"
+
+        data = tmp_path / "state" / "sandbox" / "hosts" / "bonus.host" / "data"
+        watch = OpenWatch(data / "employee_data.csv")
+        started = _aws(
+            aws_env, "ecs", "run-task", "--cluster", "acme-etl",
+            "--task-definition", "tax-amount", "--launch-type", "EXTERNAL",
+        )  # fmt: skip
+        (task,) = started["tasks"]
+        arn = task["taskArn"]
+        (instance,) = _aws(
+            aws_env, "ecs", "describe-container-instances", "--cluster", "acme-etl",
+            "--container-instances", task["containerInstanceArn"],
+        )["containerInstances"]  # fmt: skip
+        (info,) = _aws(
+            aws_env, "ssm", "describe-instance-information",
+            "--filters", f"Key=InstanceIds,Values={instance['ec2InstanceId']}",
+        )["InstanceInformationList"]  # fmt: skip
+        assert info["ComputerName"] == "bonus.host"  # New York: ECS was never told otherwise
+        waited = subprocess.run(
+            [str(AWS), "ecs", "wait", "tasks-stopped", "--cluster", "acme-etl", "--tasks", arn],
+            env=aws_env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert waited.returncode == 0, waited.stderr
+        (stopped,) = _aws(aws_env, "ecs", "describe-tasks", "--cluster", "acme-etl",
+                          "--tasks", arn)["tasks"]  # fmt: skip
+        assert stopped["containers"][0]["exitCode"] == 77
+        assert not watch.opened()  # New York's employee file was never opened
+        watch.close()
+        _aws(aws_env, "s3api", "get-object", *report, str(tmp_path / "after.csv"))
+        assert (tmp_path / "after.csv").read_bytes() == before
+
+        logs = _residency(env, "--sandbox", "logs", arn)
+        assert "(label: newyork; allowed: frankfurt)" in logs.stdout, logs.stderr
+        audited = _residency(env, "--sandbox", "audit", "-o", "json")
+        assert audited.returncode == 4, audited.stderr
+        findings = {f["task_arn"]: f for f in json.loads(audited.stdout)}
+        assert findings[arn]["verdict"] == "blocked" and findings[arn]["blocked_at_data"]
+        assert findings[arn]["host"] == "bonus.host"
+        assert [f["verdict"] for a, f in findings.items() if a != arn] == ["compliant"]
+        text = _residency(env, "--sandbox", "audit")
+        assert "BLOCKED AT THE DATA: blocked at the data" in text.stdout
+        assert "1 blocked at the data" in text.stdout
+    finally:
+        down = _residency(env, "sandbox", "down")
+        assert down.returncode == 0, down.stderr

@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # etl_helpers
-from etl_helpers import FAKE_KEY_ID, FAKE_SECRET
+from etl_helpers import FAKE_KEY_ID, FAKE_SECRET, TEST_LOCATION, write_label
+
+
+@pytest.fixture(autouse=True)
+def _labelled_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The jobs run their data guard first: the tests' data directory (tmp_path) is labelled
+    and the jobs (in-process or child processes, which inherit it) are allowed its location."""
+    monkeypatch.setenv("RESIDENCY_ALLOWED_LOCATIONS", TEST_LOCATION)
+    write_label(tmp_path)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from etl_helpers import FAKE_KEY_ID, FAKE_SECRET, ROOT, SAMPLE, job_env
+from etl_helpers import FAKE_KEY_ID, FAKE_SECRET, ROOT, SAMPLE, OpenWatch, job_env, write_label
 
 _GIVEN = os.environ.get("ETL_IMAGE_PYTHON", "")
 # abspath, not resolve(): the venv's python is a symlink that must stay inside the venv.
@@ -103,6 +103,7 @@ def test_the_image_command_runs_and_uploads(
 ) -> None:
     app, data = stage_app(tmp_path), tmp_path / "data"
     data.mkdir()
+    write_label(data)  # the jobs' environment allows it (conftest.py)
     shutil.copy(SAMPLE, data / "employee_data.csv")
     bucket = "image-" + script.split(".")[0].replace("_", "-")
     boto3.client(
@@ -133,6 +134,7 @@ def test_the_image_command_runs_and_uploads(
 def test_the_image_command_refuses_bad_data(tmp_path: Path) -> None:
     app, data = stage_app(tmp_path), tmp_path / "data"
     data.mkdir()
+    write_label(data)
     (data / "employee_data.csv").write_text("id;first_name;last_name;yearly_salary\n1;A;B;x\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_"))}
     done = subprocess.run(
@@ -142,3 +144,29 @@ def test_the_image_command_refuses_bad_data(tmp_path: Path) -> None:
     assert "line 2: yearly_salary 'x'" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (data / "salary_with_bonus.csv").exists()
+
+
+@pytest.mark.parametrize("script", ["christmas_bonus.py", "tax_amount.py"])
+def test_the_image_command_is_refused_at_data_of_another_location(
+    tmp_path: Path, script: str
+) -> None:
+    """The image's jobs, with the image's files and interpreter only, on a host whose data
+    is New York's while the task allows Frankfurt: exit 77 before the data file is opened."""
+    app, data = stage_app(tmp_path), tmp_path / "data"
+    data.mkdir()
+    write_label(data, "newyork")
+    shutil.copy(SAMPLE, data / "employee_data.csv")
+    watch = OpenWatch(data / "employee_data.csv")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_"))}
+    env["RESIDENCY_ALLOWED_LOCATIONS"] = "frankfurt"
+    env.pop("PYTHONPATH", None)
+    done = subprocess.run(
+        image_command(app, data, script), env=env, cwd=app, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 77, done.stderr
+    assert done.stderr.endswith("(label: newyork; allowed: frankfurt)\n")
+    assert done.stderr.count("\n") == 1
+    assert not watch.opened()
+    watch.close()
+    assert sorted(p.name for p in data.iterdir()) == [".residency-label.json", "employee_data.csv"]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import os
+import shutil
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 
 import boto3
 import pytest
-from etl_helpers import FAKE_KEY_ID, FAKE_SECRET, SAMPLE, object_keys
+from etl_helpers import FAKE_KEY_ID, FAKE_SECRET, SAMPLE, OpenWatch, object_keys, write_label
 
 import christmas_bonus
 import common
@@ -296,6 +298,81 @@ def test_invalid_utf8(tmp_path: Path, aws_env: None, caplog) -> None:
     source.write_bytes(HEADER.encode() + b"1;A;B;5\n2;\xff\xfe;B;6\n")
     assert run("bonus", "-i", str(source), "-o", str(tmp_path / "r.csv")) == 1
     assert "line 3: not valid UTF-8" in caplog.text
+
+
+@pytest.mark.parametrize("job", ["bonus", "tax"])
+@pytest.mark.parametrize("column", ["first_name", "last_name"])
+def test_invalid_utf8_in_a_name_is_refused_by_both_jobs(
+    s3: object, tmp_path: Path, caplog, job: str, column: str
+) -> None:
+    """The tax job does not use the names, but it refuses the same files the bonus job does
+    (it used to upload a total computed from a file with a stray Latin-1 byte)."""
+    row = {"first_name": b"2;J\xf6rg;B;6\n", "last_name": b"2;Jorg;M\xfcller;6\n"}[column]
+    source = tmp_path / "in.csv"
+    source.write_bytes(HEADER.encode() + b"1;A;B;5\n" + row)
+    out = tmp_path / "r.csv"
+    assert run(job, "-i", str(source), "-o", str(out), "-b", "reports") == 1
+    assert f"{source}, line 3: not valid UTF-8" in caplog.text
+    assert object_keys(s3) == []
+    assert not out.exists()
+
+
+def test_read_header_refuses_what_is_not_a_regular_file(tmp_path: Path) -> None:
+    """Whatever the guard says, the reader itself never reads a special file: /dev/zero
+    would never end a line, a FIFO would block open() (both are run, memory- and
+    time-bounded, in test_etl_scripts.py). stat() says what they are without opening them."""
+    fifo = tmp_path / "fifo.csv"
+    os.mkfifo(fifo)
+    for path, kind in (("/dev/null", "a character device"), (tmp_path, "a directory"),
+                       (fifo, "a FIFO")):  # fmt: skip
+        with pytest.raises(common.InputError, match=rf"not a regular file \({kind}\)"):
+            common.read_header(path)
+
+
+@pytest.mark.parametrize("job", ["bonus", "tax"])
+def test_output_to_a_directory_goes_inside_it(
+    tmp_path: Path, aws_env: None, caplog, job: str
+) -> None:
+    """`-o /tmp`: the report is /tmp/<default name>, its temporary file beside it in /tmp
+    (it used to be made in /, the directory's parent, and the rename then failed)."""
+    source = tmp_path / "employee_data.csv"
+    shutil.copy(SAMPLE, source)
+    out_dir = tmp_path / "reports"
+    out_dir.mkdir()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert run(job, "-i", str(source), "-o", str(out_dir)) == 0, caplog.text
+    name = {"bonus": "salary_with_bonus.csv", "tax": "tax_amount.csv"}[job]
+    assert sorted(p.name for p in out_dir.iterdir()) == [name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing made beside reports/
+    assert f"report at '{out_dir / name}'" in caplog.text
+
+
+@pytest.mark.parametrize("job", ["bonus", "tax"])
+def test_the_guard_refuses_before_reading_writing_or_uploading(
+    s3: object, tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog, job: str
+) -> None:
+    """New York's data on a job allowed only its own location (testland): exit 77, the data
+    file never opened (inotify would see Arrow's C++ reader too), no report, no upload."""
+    data = tmp_path / "newyork-host"
+    data.mkdir()
+    write_label(data, "newyork")
+    source = data / "employee_data.csv"
+    shutil.copy(SAMPLE, source)
+    watch = OpenWatch(source)
+    out = tmp_path / "out"
+    out.mkdir()
+    code = run(job, "-i", str(source), "-o", str(out / "r.csv"), "-b", "reports",
+               "--expected-region", "eu-central-1")  # fmt: skip
+    assert code == common.EXIT_GUARD == 77
+    assert not watch.opened()
+    watch.close()
+    assert list(out.iterdir()) == []
+    assert object_keys(s3) == []
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("residency-guard: refused to read ")
+    assert f"'{data}' on host '{os.uname().nodename}'" in err
+    assert err.endswith("(label: newyork; allowed: testland)\n")
+    assert caplog.records == []  # not even "Running on host": nothing else happened
 
 
 def test_missing_input_file(tmp_path: Path, aws_env: None, caplog) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,12 @@ from pathlib import Path
 import boto3
 import pytest
 from etl_helpers import ETL_DIR, FAKE_KEY_ID, FAKE_SECRET, SAMPLE, job_env
+
+MEMORY_LIMIT = 1 << 30  # bytes of heap a job may take here: a runaway read fails, not the host
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_DATA, (MEMORY_LIMIT, MEMORY_LIMIT))
 
 
 def run_script(
@@ -24,6 +31,7 @@ def run_script(
         timeout=120,
         check=False,
         cwd="/",
+        preexec_fn=_limit_memory,
     )
 
 
@@ -85,3 +93,23 @@ def test_usage_error_exits_2(tmp_path: Path) -> None:
     done = run_script("christmas_bonus.py", [], dict(os.environ))
     assert done.returncode == 2
     assert re.search(r"the following arguments are required: --input_file/-i", done.stderr)
+
+
+@pytest.mark.parametrize("script", ["christmas_bonus.py", "tax_amount.py"])
+def test_special_input_files_are_refused_not_read(tmp_path: Path, script: str) -> None:
+    """`-i /dev/zero` used to read one endless line (until memory ran out); a FIFO with no
+    writer blocked open() for ever. /dev carries no residency label, so the guard refuses
+    it (77); a FIFO in a labelled directory is refused by the reader (1). Either way at once:
+    a hang would end in the timeout, a runaway read in the memory limit."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_"))}
+    zero = run_script(script, ["-i", "/dev/zero", "-o", str(tmp_path / "z.csv")], env)
+    assert zero.returncode == 77, zero.stderr
+    assert "'/dev'" in zero.stderr and "is missing" in zero.stderr
+    fifo = tmp_path / "employee_data.csv"
+    os.mkfifo(fifo)
+    done = run_script(script, ["-i", str(fifo), "-o", str(tmp_path / "f.csv")], env)
+    assert done.returncode == 1, done.stderr
+    errors = [line for line in done.stderr.splitlines() if " - ERROR - " in line]
+    assert errors and errors[0].endswith(f"{fifo}: not a regular file (a FIFO)")
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "f.csv").exists() and not (tmp_path / "z.csv").exists()

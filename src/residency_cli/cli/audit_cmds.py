@@ -9,6 +9,13 @@ import typer
 from residency_cli.cli import render
 from residency_cli.cli.state import OUTPUT_OPTION, OutputFormat, app_state
 
+# What each kind of finding means, for the one-line error (audit exits 4 for each).
+FINDING_WORDS = {
+    "violation": "outside their allowed locations",
+    "guard-overridden": "with overrides that widen the data guard",
+    "blocked": "blocked at the data (nothing read)",
+}
+
 
 def audit(
     ctx: typer.Context,
@@ -17,7 +24,10 @@ def audit(
     ),
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
-    """Was every task of a mapped workload on a host its workload allows? Exit 4 if not."""
+    """Was every task of a mapped workload on a host its workload allows? Exit 4 if not.
+
+    Also says which tasks the jobs' data guard blocked at the data (nothing read) and which
+    had overrides telling the guard to allow other locations (a bypass)."""
     from residency_cli.audit import AuditReport
     from residency_cli.audit import audit as run_audit
     from residency_cli.durations import parse_duration
@@ -42,12 +52,18 @@ def audit(
         )
     )
     render.render(report, output)
-    violations = report.violations
-    if violations:
-        raise ViolationError(
-            f"{len(violations)} task(s) outside their allowed locations: "
-            + "; ".join(f"{f.task_id} ({f.workload}) {f.reason}" for f in violations)
-        )
+    # Exit 4 for every finding: a task the guard blocked was still dispatched where (or how)
+    # its workload may not run; the verdict says whether its data was read.
+    groups = []
+    for verdict, words in FINDING_WORDS.items():
+        found = [f for f in report.findings if f.verdict == verdict]
+        if found:
+            groups.append(
+                f"{len(found)} task(s) {words}: "
+                + "; ".join(f"{f.task_id} ({f.workload}) {f.reason}" for f in found)
+            )
+    if groups:
+        raise ViolationError("; ".join(groups))
 
 
 def _recorded_placements() -> dict[str, str]:

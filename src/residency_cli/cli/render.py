@@ -272,6 +272,12 @@ def _checks(result: CheckList) -> None:
         )
         for problem in check.problems:
             show(f"  [red]✗[/red] {plain(problem)}")
+        guard = check.guard  # a warning, never a refusal: `run` passes the map's locations
+        if guard is not None and guard.warning:
+            show(f"  [yellow]![/yellow] data guard: {plain(guard.warning)}")
+        elif guard is not None:
+            enforced = plain(", ".join(guard.enforced or []))
+            show(f"  [green]✓[/green] data guard: enforces {enforced}, as the map")
         rows = [
             [v.host.label, v.host.location, yes_no(v.compliant), "; ".join(v.reasons) or "-"]
             for v in check.hosts
@@ -341,7 +347,7 @@ def _audit(report: AuditReport) -> None:
             f.location_then,
             f.location_now,
             f.status,
-            f.verdict if f.reason is None else f"VIOLATION: {f.reason}",
+            f.verdict if f.reason is None else f"{_VERDICT_TEXT[f.verdict]}: {f.reason}",
         ]
         for f in report.findings
     ]
@@ -350,13 +356,24 @@ def _audit(report: AuditReport) -> None:
         ["task", "workload", "allowed", "host", "then", "now", "status", "verdict"],
         rows,
     )
-    bad = len(report.violations)
-    count = len(report.findings)
-    show(
-        f"{count} task(s) audited, [red]{bad} violation(s)[/red]"
-        if bad
-        else f"{count} task(s) audited, [green]no violation[/green]"
-    )
+    counts = {v: sum(1 for f in report.findings if f.verdict == v) for v in _VERDICT_TEXT}
+    if any(counts.values()):
+        shown = ", ".join(
+            f"{n} {'violation(s)' if v == 'violation' else _VERDICT_TEXT[v].lower()}"
+            for v, n in counts.items()
+            if n
+        )
+        show(f"{len(report.findings)} task(s) audited, [red]{shown}[/red]")
+    else:
+        show(f"{len(report.findings)} task(s) audited, [green]no violation[/green]")
+
+
+# Verdicts that are findings (audit exits 4), as the table shows them.
+_VERDICT_TEXT = {
+    "violation": "VIOLATION",
+    "guard-overridden": "GUARD OVERRIDDEN",
+    "blocked": "BLOCKED AT THE DATA",
+}
 
 
 def _validate(summary: ValidateSummary) -> None:

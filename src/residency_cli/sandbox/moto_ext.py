@@ -16,7 +16,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from residency_cli.errors import UsageError
-from residency_cli.placement import ExpressionError, evaluate, parse_expression
+from residency_cli.guarding import write_label
+from residency_cli.placement import NAME_PATTERN, ExpressionError, evaluate, parse_expression
 from residency_cli.sandbox.world import ACCOUNT_ID, DAY_SECONDS, HostSpec, World, moto_module, world
 
 SUPPORTED_MOTO_VERSIONS = ("5.2.5",)
@@ -609,6 +610,17 @@ def _registered(host: HostSpec) -> bool:
     return instance_id in backend.container_instances.get(host.cluster, {})
 
 
+def _activation_location(activation: dict[str, Any]) -> str | None:
+    """The location `residency activate` tagged the activation with, if it is one."""
+    from residency_cli.constants import LOCATION_TAG
+
+    for tag in activation.get("Tags") or []:
+        value = tag.get("Value")
+        if tag.get("Key") == LOCATION_TAG and isinstance(value, str):
+            return value if NAME_PATTERN.fullmatch(value) else None
+    return None
+
+
 def join_host(
     hostname: Any,
     activation_id: Any,
@@ -622,7 +634,9 @@ def join_host(
     managed instance with the activation (the code must match, the activation must not have
     expired nor reached its RegistrationLimit; each registration counts), then start the ECS
     agent, which registers the container instance with the custom attributes of
-    ECS_INSTANCE_ATTRIBUTES. Raises JoinRefused, changing nothing, when any of it fails."""
+    ECS_INSTANCE_ATTRIBUTES. An activation made by `residency activate` (tagged with its
+    location) also labels the host's data, as the commands it prints do on a real host.
+    Raises JoinRefused, changing nothing, when any of it fails."""
     ecs_backends = moto_module("moto.ecs.models").ecs_backends
     ssm_backends = moto_module("moto.ssm.models").ssm_backends
 
@@ -688,6 +702,9 @@ def join_host(
         root = sandbox.workdir / "hosts" / hostname
         shutil.rmtree(root, ignore_errors=True)  # a new host: nothing left from an earlier one
         (root / "data").mkdir(parents=True, exist_ok=True)
+        data_location = _activation_location(activation)
+        if data_location is not None:
+            write_label(root / "data", data_location)
         host = register_managed_instance(region, cluster_name, hostname, root=root)
         instance = backend.container_instances[cluster_name][
             host.container_instance_arn.rsplit("/", 1)[-1]

@@ -2,7 +2,8 @@
 
 A map's folder may hold, beside `residency.yaml`:
 - `task-definitions/*.json`: RegisterTaskDefinition input (`--cli-input-json` shape);
-- `data/<location>/`: copied to the `/data` folder of every simulated host of that location;
+- `data/<location>/`: copied to the `/data` folder of every simulated host of that location,
+  which is labelled with the location (`.residency-label.json`, the jobs' data guard reads it);
 - `sandbox.json`: `images` (image -> container path and local folder candidates),
   `buckets` (name -> region) and `host_resources` (cpu, memory).
 The example map (ACME) ships inside the package, so the sandbox needs nothing else.
@@ -26,6 +27,7 @@ from residency_cli.config import (
     resolve_config_path,
 )
 from residency_cli.errors import UsageError
+from residency_cli.guarding import write_label
 from residency_cli.sandbox.state import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY
 from residency_cli.sandbox.world import ImageSpec, world
 
@@ -214,6 +216,9 @@ def seed(
         source = bundle.directory / "data" / location
         if source.is_dir():
             shutil.copytree(source, data_dir, dirs_exist_ok=True)
+        # Provisioning labels a host's data with its location (what vagrant/provision.sh and
+        # the commands of `residency activate` do), for the jobs' data guard to read.
+        write_label(data_dir, location)
         host = register_managed_instance(
             region,
             cluster_name,
