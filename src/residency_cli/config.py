@@ -197,7 +197,9 @@ class Config(_Model):
 
 
 def _suggest(word: str, choices: Mapping[str, Any] | list[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    # a broken map may have keys that are not strings (`1:`): they are no suggestion
+    names = [choice for choice in choices if isinstance(choice, str)]
+    close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
     return f" — did you mean {close[0]!r}?" if close else ""
 
 
@@ -371,7 +373,7 @@ def _is_undeclared(location: object, declared: Mapping[str, Any]) -> bool:
 
 
 def _unknown_location(location: str, declared: Mapping[str, Any]) -> str:
-    known = ", ".join(declared) or "none"
+    known = ", ".join(str(name) for name in declared) or "none"
     suggestion = _suggest(location, list(declared))
     fix = suggestion if suggestion else "; declare it under locations:"
     return f"unknown location {location!r}{fix} (declared: {known})"

@@ -18,9 +18,10 @@ if TYPE_CHECKING:
 PIPE_WIDTH = 200
 # Shown escaped (`\x1b`), never interpreted by the terminal: C0/C1 control characters (ESC
 # starts the escape sequences that recolour, retitle or rewrite a terminal), line and
-# paragraph separators, and the bidirectional overrides of "Trojan Source" (CVE-2021-42574).
+# paragraph separators, and the bidirectional overrides of "Trojan Source" (CVE-2021-42574);
+# and lone surrogates (a YAML "\ud804" escape), which cannot even be written as UTF-8.
 # Values from a map, from AWS or from a task's name reach the screen only through these.
-_UNSAFE_CATEGORIES = ("Cc", "Zl", "Zp")
+_UNSAFE_CATEGORIES = ("Cc", "Cs", "Zl", "Zp")
 _BIDI_CONTROLS = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
