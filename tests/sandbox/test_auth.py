@@ -232,7 +232,13 @@ def test_s3_refusals_are_shaped_as_s3_answers_them(sandbox: Any) -> None:
     with pytest.raises(ClientError) as raised:
         s3.put_object(Bucket=bucket, Key="k", Body=b"v")
     assert raised.value.response["Error"]["Code"] == "InvalidAccessKeyId"
-    assert "k" not in sandbox.s3_keys(bucket)
+    # a large refused body is read and dropped: the client gets the refusal, not a reset
+    with pytest.raises(ClientError) as raised:
+        s3.put_object(Bucket=bucket, Key="big", Body=b"x" * (6 * 1024 * 1024))
+    assert raised.value.response["Error"]["Code"] == "InvalidAccessKeyId"
+    assert not {"k", "big"} & set(sandbox.s3_keys(bucket))
+    status, answer = _send(f"{sandbox.endpoint}/{bucket}?list-type=2")  # same server, still fine
+    assert status == 403
 
 
 def test_an_s3_body_that_does_not_match_its_signed_hash_is_refused(sandbox: Any) -> None:

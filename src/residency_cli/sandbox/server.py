@@ -205,13 +205,42 @@ def join(environ: dict[str, Any], start_response: StartResponse, sandbox: World)
     )
 
 
+MAX_REFUSED_BODY = 8 * 1024 * 1024
+
+
+def _discard_body(environ: dict[str, Any]) -> bool:
+    """Read and drop a refused request's body, so that the client reads the refusal rather
+    than a reset connection, and the connection stays usable. False when the body is over
+    MAX_REFUSED_BODY (the connection is then closed after the answer)."""
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return True
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return False
+    if length > MAX_REFUSED_BODY:
+        return False
+    remaining = (
+        length if length > 0 else (MAX_REFUSED_BODY if environ.get("wsgi.input_terminated") else 0)
+    )
+    while remaining > 0:
+        chunk = stream.read(min(remaining, 64 * 1024))
+        if not chunk:
+            return True
+        remaining -= len(chunk)
+    return length > 0 or not environ.get("wsgi.input_terminated") or not stream.read(1)
+
+
 def _refuse(
     environ: dict[str, Any], start_response: StartResponse, status: int, code: str, message: str
 ) -> list[bytes]:
-    """An AWS-shaped error for the protocol the request speaks; the body is never read by
-    moto (what was asked of it does not happen)."""
+    """An AWS-shaped error for the protocol the request speaks; moto never sees the request
+    (what was asked of it does not happen)."""
     operation = identify(environ)
     answer_status, headers, body = _error_response(operation, Fault(code, status, message, 1))
+    if not _discard_body(environ):
+        headers.append(("Connection", "close"))
     start_response(answer_status, headers)
     return [body]
 
