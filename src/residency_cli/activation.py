@@ -10,6 +10,7 @@ https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs-anywhere-registr
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -29,6 +30,22 @@ DEFAULT_ROLE = "ecsAnywhereRole"
 MAX_REGISTRATIONS = 1000
 MAX_EXPIRY_SECONDS = 30 * 86400  # SSM allows at most 30 days
 DATA_DIR = "/data"  # the host volume the task definitions mount (examples/acme)
+# An IAM role name: 1-64 of letters, digits and _+=,.@- (botocore's iam/2010-05-08
+# service-2.json, roleNameType: pattern [\w+=,.@-]+, max 64; IAM's \w is ASCII), optionally
+# after a path as SSM's own examples use (--iam-role
+# service-role/AmazonEC2RunCommandRoleForManagedInstances); SSM CreateActivation's IamRole
+# is at most 64 characters (ssm/2014-11-06 service-2.json, IamRole: max 64).
+_ROLE_NAME = re.compile(r"(?:[A-Za-z0-9_+=,.@-]+/)*[A-Za-z0-9_+=,.@-]{1,64}")
+
+
+def role_problem(role: str) -> str | None:
+    """Why `role` is not an IAM role name (what SSM would refuse after a round trip), or None."""
+    if len(role) <= 64 and _ROLE_NAME.fullmatch(role):
+        return None
+    return (
+        f"--role {role!r} is not an IAM role name: 1-64 letters, digits and _+=,.@- "
+        f"(e.g. {DEFAULT_ROLE})"
+    )
 
 
 @dataclass(frozen=True)
@@ -91,6 +108,9 @@ def create_activation(
 ) -> Activation:
     """Create the SSM activation (in the control-plane region) and the commands to use it."""
     config.require_location(location)
+    problem = role_problem(role)
+    if problem:
+        raise UsageError(problem)
     if not 1 <= count <= MAX_REGISTRATIONS:
         raise UsageError(f"--count must be between 1 and {MAX_REGISTRATIONS}, got {count}")
     if expires_seconds > MAX_EXPIRY_SECONDS:

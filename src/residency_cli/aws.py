@@ -7,6 +7,7 @@ receives clients as arguments; the CLI makes them here from the global options.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -108,14 +109,28 @@ class Clients:
         return Clients(replace(self.settings, region=region))
 
 
+def _region_and_source(settings: AwsSettings) -> tuple[str | None, str]:
+    """The region asked for and where it came from. botocore reads AWS_DEFAULT_REGION and
+    the profile but not AWS_REGION (which the AWS CLI v2 and the other SDKs honour, before
+    AWS_DEFAULT_REGION: https://docs.aws.amazon.com/sdkref/latest/guide/feature-region.html),
+    so residency reads it itself."""
+    if settings.region:
+        return settings.region, "--region or the map's region:"
+    if os.environ.get("AWS_REGION"):
+        return os.environ["AWS_REGION"], "AWS_REGION"
+    return None, "AWS_DEFAULT_REGION or the profile"
+
+
 def make_session(settings: AwsSettings) -> boto3.Session:
     import boto3
     import botocore.exceptions
+    import botocore.utils
 
+    region, source = _region_and_source(settings)
     try:
         session = boto3.Session(
             profile_name=settings.profile,
-            region_name=settings.region,
+            region_name=region,
             aws_access_key_id=settings.credentials.get("aws_access_key_id"),
             aws_secret_access_key=settings.credentials.get("aws_secret_access_key"),
         )
@@ -128,6 +143,13 @@ def make_session(settings: AwsSettings) -> boto3.Session:
         raise UsageError(
             "no AWS region: set region: in the map, pass --region, or set AWS_REGION",
         )
+    try:  # the check botocore makes when a client is created, made here to name the source
+        botocore.utils.validate_region_name(session.region_name)
+    except botocore.exceptions.InvalidRegionError:
+        raise UsageError(
+            f"invalid AWS region {one_line(str(session.region_name), 80)!r} (from {source})",
+            hint="use a region name like eu-central-1",
+        ) from None
     return session
 
 
@@ -180,6 +202,29 @@ _HINTS = {
 }
 
 
+MAX_MESSAGE_CHARS = 300
+_HTML = re.compile(r"^\s*(<!doctype\s+html|<html[\s>]|<head[\s>]|<body[\s>])", re.IGNORECASE)
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
+
+
+def one_line(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """`text` on one line (runs of whitespace, newlines included, become one space), cut at
+    `limit` characters: an answer is quoted in an error line, never dumped."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _html_answer(error: Any, message: str) -> str | None:
+    """A web page where an AWS answer was expected (a proxy, a captive portal, the wrong
+    --endpoint-url): botocore makes its whole body the error message. Say what it was."""
+    if not _HTML.match(message):
+        return None
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "?")
+    title = _TITLE.search(message)
+    named = f" ({one_line(title.group(1), 80)!r})" if title and title.group(1).strip() else ""
+    return f"the endpoint answered HTTP {status} with an HTML page{named}, not an AWS answer"
+
+
 def translate_error(error: BaseException, doing: str | None = None) -> AwsError:
     """One line saying what failed and what to do next; never a traceback, never secrets."""
     import botocore.exceptions as bce
@@ -189,7 +234,16 @@ def translate_error(error: BaseException, doing: str | None = None) -> AwsError:
         code = error_code(error) or "Error"
         message = error.response.get("Error", {}).get("Message", "") or code
         operation = getattr(error, "operation_name", "AWS")
-        return AwsError(f"{prefix}{operation} failed: {code}: {message}", hint=_HINTS.get(code))
+        page = _html_answer(error, str(message))
+        if page is not None:
+            return AwsError(
+                f"{prefix}{operation} failed: {page}",
+                hint="check --endpoint-url and AWS_ENDPOINT_URL: they should name an AWS endpoint",
+            )
+        return AwsError(
+            f"{prefix}{operation} failed: {code}: {one_line(str(message))}",
+            hint=_HINTS.get(code),
+        )
     if isinstance(error, bce.NoCredentialsError | bce.PartialCredentialsError):
         return AwsError(
             f"{prefix}no AWS credentials found",
@@ -207,7 +261,7 @@ def translate_error(error: BaseException, doing: str | None = None) -> AwsError:
         return AwsError(f"{prefix}no valid AWS region", hint="set region: in the map or --region")
     if isinstance(error, bce.ParamValidationError):
         return AwsError(f"{prefix}invalid request: {error}")
-    return AwsError(f"{prefix}{type(error).__name__}: {error}")
+    return AwsError(f"{prefix}{type(error).__name__}: {one_line(str(error))}")
 
 
 @contextmanager

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import stat
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +25,16 @@ from residency_cli.placement import attribute_name_problem, name_problem
 DEFAULT_PATH = "residency.yaml"
 DEFAULT_TIMEOUT_SECONDS = 3600.0
 ENV_VAR = "RESIDENCY_CONFIG"
+
+# Limits that keep a hostile or broken file from costing minutes and gigabytes (issue 14):
+# refused before any parsing or right after composing the YAML, never after expanding it.
+# A map of 3,000 workloads is about 300 KB; PyYAML (pure Python) reads ~1 MB a second.
+MAX_MAP_BYTES = 1024 * 1024
+# The map's own structure is at most 5 levels deep (workloads.NAME.tags.KEY).
+MAX_DEPTH = 32
+# YAML aliases may repeat values ("billion laughs": 10 lines that expand to 10^9 values);
+# the values they add when expanded are counted, and a map beyond this many is refused.
+MAX_ALIAS_EXPANSION = 10_000
 
 _CLUSTER = re.compile(
     r"[A-Za-z0-9_-]{1,255}|arn:aws[a-z-]*:ecs:[a-z0-9-]+:\d{12}:cluster/[A-Za-z0-9_-]{1,255}"
@@ -202,7 +213,9 @@ class Config(_Model):
 
 
 def _suggest(word: str, choices: Mapping[str, Any] | list[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    # a broken map may have keys that are not strings (`1:`): they are no suggestion
+    names = [choice for choice in choices if isinstance(choice, str)]
+    close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
     return f" — did you mean {close[0]!r}?" if close else ""
 
 
@@ -250,7 +263,16 @@ class _LineIndex:
 
 
 def _dotted(path: tuple[Any, ...]) -> str:
-    return ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in path).replace(".[", "[")
+    """`workloads.bonus.tags[0]`; a key that is not a printable string is shown as Python
+    writes it (`locations['new\\nyork']`, `environment[None]`), so that a newline or an
+    escape sequence in a key never reaches the terminal nor splits the message's line."""
+
+    def part(p: Any) -> str:
+        if isinstance(p, str) and p.isprintable():
+            return p
+        return f"[{p}]" if isinstance(p, int) else f"[{p!r}]"
+
+    return ".".join(part(p) for p in path).replace(".[", "[")
 
 
 def _pydantic_messages(
@@ -259,7 +281,16 @@ def _pydantic_messages(
     reported: set[tuple[Any, ...]] = set()
     for item in error.errors(include_url=False):
         if "[key]" in item["loc"]:
-            continue  # a bad key: _key_problems names it on its own line
+            # A mapping key that is not a string (`1:`, `null:`, `true:` under tags: or
+            # environment:); _key_problems names the sections' own keys first.
+            key = item.get("input")
+            # pydantic names the key by its own rendering (True as 1): use the key itself
+            path = (*item["loc"][: item["loc"].index("[key]") - 1], key)
+            yield (
+                path,
+                f"key {key!r} must be a string, got {type(key).__name__} (quote it in YAML)",
+            )
+            continue
         loc = tuple(
             p for p in item["loc"] if p not in ("str", "list[str]", "int", "function-after")
         )
@@ -358,17 +389,122 @@ def _is_undeclared(location: object, declared: Mapping[str, Any]) -> bool:
 
 
 def _unknown_location(location: str, declared: Mapping[str, Any]) -> str:
-    known = ", ".join(declared) or "none"
+    known = ", ".join(str(name) for name in declared) or "none"
     suggestion = _suggest(location, list(declared))
     fix = suggestion if suggestion else "; declare it under locations:"
     return f"unknown location {location!r}{fix} (declared: {known})"
 
 
+class _MapLoadError(yaml.MarkedYAMLError):
+    """A map over one of the limits, reported as a YAML error is (with its line)."""
+
+
+class _MapLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that refuses nesting deeper than MAX_DEPTH while composing:
+    PyYAML composes recursively, so 5000 `[` would end in RecursionError."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _MapLoadError(
+                    problem=f"the map nests deeper than {MAX_DEPTH} levels (a residency map "
+                    "needs at most 5)",
+                    problem_mark=self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_expansion(root: yaml.Node) -> int:
+    """Refuse a composed document whose aliases expand it beyond MAX_ALIAS_EXPANSION values,
+    nest it deeper than MAX_DEPTH, or make it contain itself. An alias is the very node of
+    its anchor, so sizes are computed once per distinct node (memoised, iteratively): the
+    cost is that of the text, never that of the expansion. Returns the nodes visited."""
+    size: dict[int, int] = {}
+    height: dict[int, int] = {}
+    on_path: set[int] = {id(root)}
+    stack: list[tuple[yaml.Node, Iterator[yaml.Node]]] = [(root, iter(_children(root)))]
+    visited = 1
+    while stack:
+        node, pending = stack[-1]
+        child = next(pending, None)
+        if child is None:
+            stack.pop()
+            on_path.discard(id(node))
+            parts = _children(node)
+            size[id(node)] = 1 + sum(size[id(c)] for c in parts)
+            height[id(node)] = 1 + max((height[id(c)] for c in parts), default=0)
+            continue
+        if id(child) in on_path:
+            raise _MapLoadError(
+                problem="a YAML alias refers to a collection that contains it",
+                problem_mark=child.start_mark,
+            )
+        if id(child) not in size:
+            visited += 1
+            on_path.add(id(child))
+            stack.append((child, iter(_children(child))))
+    expansion = size[id(root)] - len(size)
+    if expansion > MAX_ALIAS_EXPANSION:
+        raise _MapLoadError(
+            problem=f"YAML aliases expand the map by more than {MAX_ALIAS_EXPANSION} values "
+            f"({expansion}); write the values out, or use fewer aliases",
+            problem_mark=root.start_mark,
+        )
+    if height[id(root)] > MAX_DEPTH:
+        raise _MapLoadError(
+            problem=f"YAML aliases nest the map deeper than {MAX_DEPTH} levels",
+            problem_mark=root.start_mark,
+        )
+    return visited
+
+
+def _load_yaml(text: str) -> tuple[yaml.Node | None, Any]:
+    """The document's node graph and its data, composed once, checked before construction."""
+    loader = _MapLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, None
+        _check_expansion(node)
+        return node, loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _too_large(size: int, source: str) -> ConfigError:
+    return ConfigError(
+        [
+            f"{source}:1: the map is {size} bytes, over the limit of {MAX_MAP_BYTES} bytes "
+            "(1 MiB); is this the right file?"
+        ]
+    )
+
+
 def parse_config(text: str, source: str = DEFAULT_PATH) -> Config:
     """Validate YAML text as a residency map; raises ConfigError listing every problem."""
+    if len(text) > MAX_MAP_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_MAP_BYTES:
+        raise _too_large(len(text.encode("utf-8", "surrogatepass")), source)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node, data = _load_yaml(text)
+    except RecursionError:  # a path PyYAML walks recursively that MAX_DEPTH did not cover
+        raise ConfigError(
+            [f"{source}:1: the map nests too deeply (a residency map needs at most 5 levels)"]
+        ) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
@@ -379,7 +515,8 @@ def parse_config(text: str, source: str = DEFAULT_PATH) -> Config:
         )
         if context and context_mark is not None and context_mark.line + 1 != line:
             problem += f" ({context} that starts on line {context_mark.line + 1})"
-        raise ConfigError([f"{source}:{line}: YAML syntax error: {problem}"]) from None
+        what = "" if isinstance(error, _MapLoadError) else "YAML syntax error: "
+        raise ConfigError([f"{source}:{line}: {what}{problem}"]) from None
     if node is None or data is None:
         raise ConfigError(
             [f"{source}:1: the file is empty; start from `residency schema` or the README example"]
@@ -415,7 +552,8 @@ def parse_config(text: str, source: str = DEFAULT_PATH) -> Config:
             }
         )
         raise ConfigError([message for _, message in problems])
-    assert config is not None
+    if config is None:  # pragma: no cover - every pydantic error yields a message above
+        raise ConfigError([f"{source}:1: the map is not valid (run `residency schema`)"])
     config._source = source
     config._host_lines = {str(key): index.line(("hosts", key)) for key in config.hosts}
     return config
@@ -426,11 +564,30 @@ def resolve_config_path(explicit: str | None) -> Path:
     return Path(explicit or os.environ.get(ENV_VAR) or DEFAULT_PATH)
 
 
+def _read_map(path: Path) -> str:
+    """The map's text: a regular file of at most MAX_MAP_BYTES, read no further than that.
+    Opened without blocking (a FIFO would wait for a writer) and checked before reading
+    (`/dev/zero` never ends, a 55 MB file costs a minute to parse)."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(descriptor, "rb") as stream:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(
+                [f"cannot read residency map {path}: not a regular file (a map is a YAML file)"]
+            )
+        if info.st_size > MAX_MAP_BYTES:
+            raise _too_large(info.st_size, str(path))
+        data = stream.read(MAX_MAP_BYTES + 1)
+    if len(data) > MAX_MAP_BYTES:  # it grew since fstat
+        raise _too_large(len(data), str(path))
+    return data.decode("utf-8")
+
+
 def load_config(explicit: str | None = None) -> Config:
     """Read and validate the residency map from the resolved path."""
     path = resolve_config_path(explicit)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_map(path)
     except FileNotFoundError:
         raise ConfigError(
             [
@@ -438,7 +595,11 @@ def load_config(explicit: str | None = None) -> Config:
                 f"pass --config PATH, set {ENV_VAR}, or create {DEFAULT_PATH}"
             ]
         ) from None
-    except (OSError, UnicodeDecodeError) as error:
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            [f"cannot read residency map {path}: not UTF-8 text (byte {error.start})"]
+        ) from None
+    except (OSError, ValueError) as error:
         reason = getattr(error, "strerror", None) or str(error)
         raise ConfigError([f"cannot read residency map {path}: {reason}"]) from None
     return parse_config(text, str(path))

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 
-_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
+# ASCII digits only: Python's \d also matches other scripts' digits (`١٠m`), which no
+# shell user means and which read differently in a terminal than in the code.
+_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhd]?)")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_UNIT_ORDER = "dhms"
 # Ten years: longer is a typo (and past what `--since` can subtract from now).
 MAX_SECONDS = 3650 * 86400
 
@@ -27,6 +31,11 @@ def parse_duration(text: str | int | float) -> float:
             raise ValueError(f"invalid duration {text!r}: use a number with s, m, h or d (30m, 1h)")
         if len(parts) > 1 and any(not p.group(2) for p in parts):
             raise ValueError(f"invalid duration {text!r}: give every part a unit (1h30m)")
+        order = [_UNIT_ORDER.index(p.group(2)) for p in parts if p.group(2)]
+        if any(later <= earlier for earlier, later in itertools.pairwise(order)):
+            raise ValueError(
+                f"invalid duration {text!r}: give each unit once, largest first (1h30m)"
+            )
         seconds = sum(float(p.group(1)) * _UNIT_SECONDS[p.group(2)] for p in parts)
     if not seconds > 0:  # NaN too
         raise ValueError(f"invalid duration {text!r}: it must be greater than zero")

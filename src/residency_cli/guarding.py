@@ -41,15 +41,16 @@ def label_text(location: str) -> str:
     return json.dumps({"location": location}) + "\n"
 
 
-def write_label(directory: Path, location: str) -> Path:
-    """Label a host's data directory (atomically, 0644: the jobs read it, never write it)."""
+def write_label(directory: Path, location: str, mode: int = 0o644) -> Path:
+    """Label a host's data directory (atomically; 0644 on a real host: the jobs read it,
+    never write it; the sandbox keeps its files its owner's alone)."""
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / LABEL_FILE
     handle, partial = tempfile.mkstemp(dir=directory, prefix=f"{LABEL_FILE}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(label_text(location))
-        os.chmod(partial, 0o644)
+        os.chmod(partial, mode)
         os.replace(partial, target)
     except BaseException:
         Path(partial).unlink(missing_ok=True)

@@ -322,3 +322,60 @@ def test_sandbox_join_cli(
     monkeypatch.setenv("RESIDENCY_STATE_DIR", str(sandbox.workdir / "no-state-here"))
     assert main(["sandbox", "join", "ny6.host", *words[3:]]) == 7
     assert capsys.readouterr().err.startswith("error: the sandbox is not running")
+
+
+# --- issue 14 item 3: the activation's location and hostnames' case -------------------------
+
+
+def test_join_refuses_a_label_that_contradicts_the_activations_location(sandbox: Any) -> None:
+    """`residency activate --location newyork` tags the activation residency:location; a host
+    that joins with it may not label itself frankfurt (nor be counted as registered)."""
+    created = create(
+        sandbox, RegistrationLimit=3, Tags=[{"Key": "residency:location", "Value": "newyork"}]
+    )
+    status, answer = join(sandbox, "ny3.host", created, attributes={"location": "frankfurt"})
+    assert (status, answer["error"]) == (400, "InvalidAttributes")
+    assert "contradicts activation" in answer["message"] and "newyork" in answer["message"]
+    info = sandbox.client("ssm").describe_instance_information()["InstanceInformationList"]
+    assert "ny3.host" not in {i["ComputerName"] for i in info}
+    activation = sandbox.client("ssm").describe_activations()["ActivationList"][0]
+    assert activation["RegistrationsCount"] == 0
+    # the activation's own location, another attribute, or none at all are fine
+    assert join(sandbox, "ny3.host", created, attributes={"location": "newyork"})[0] == 200
+    assert join(sandbox, "ny4.host", created, attributes={"rack": "frankfurt"})[0] == 200
+    assert join(sandbox, "ny5.host", created)[0] == 200
+
+
+def test_join_refuses_a_hostname_that_differs_only_in_case(sandbox: Any) -> None:
+    created = create(sandbox, RegistrationLimit=5)
+    assert join(sandbox, "ny3.host", created)[0] == 200
+    for hostname in ("NY3.HOST", "Ny3.Host", "BONUS.HOST", "Tax.Host"):
+        status, answer = join(sandbox, hostname, created)
+        assert (status, answer["error"]) == (400, "HostAlreadyRegistered"), hostname
+    info = sandbox.client("ssm").describe_instance_information()["InstanceInformationList"]
+    names = sorted(i["ComputerName"].lower() for i in info)
+    assert names == sorted(set(names))  # no host twice
+
+
+def test_sandbox_join_cli_refuses_a_contradicting_label(
+    sandbox: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """End to end: `residency --sandbox activate --location newyork`, then the printed join
+    command with frankfurt instead of newyork: exit 2, one line, the host is not there."""
+    from residency_cli.cli.app import main
+
+    sandbox.use(monkeypatch)
+    assert main(["--sandbox", "activate", "-l", "newyork", "--count", "3", "-o", "json"]) == 0
+    activation = json.loads(capsys.readouterr().out)
+    words = [
+        "sandbox", "join", "ny3.host",
+        "--activation-id", activation["activation_id"],
+        "--activation-code", activation["activation_code"],
+    ]  # fmt: skip
+    assert main([*words, "--attributes", '{"location":"frankfurt"}']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: InvalidAttributes: ")
+    assert main(["sandbox", "join", "NY3.HOST", *words[3:], "--attributes", "{}"]) == 0
+    capsys.readouterr()
+    assert main(["sandbox", "join", "ny3.host", *words[3:]]) == 2
+    assert "HostAlreadyRegistered" in capsys.readouterr().err

@@ -3,6 +3,7 @@ state directory (RESIDENCY_STATE_DIR), never the user's own."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -150,3 +151,56 @@ def test_killed_daemon_is_noticed_and_can_be_restarted(user_env: dict[str, str])
     assert code == 3 and after["stale_pid"] == status["pid"]
     assert residency(user_env, "sandbox", "up", "--port", "0").returncode == 0
     assert residency(user_env, "sandbox", "down").returncode == 0
+
+
+def _time_wait_port() -> int:
+    """A port of 127.0.0.1 that nothing listens on, where a closed connection lingers (the
+    side that closes first keeps its end in TIME_WAIT for about a minute): what a sandbox
+    that served a request leaves behind after `sandbox down`."""
+    with socket.socket() as listener:
+        # as werkzeug's server (BaseWSGIServer.allow_reuse_address): its connections'
+        # lingering ends carry the flag, which is what lets a new listener bind beside them
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = int(listener.getsockname()[1])
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            served, _ = listener.accept()
+            served.close()  # the server closes first, as the sandbox's HTTP server does
+            assert client.recv(1) == b""
+    with socket.socket() as plain, pytest.raises(OSError) as raised:
+        plain.bind(("127.0.0.1", port))  # the probe of old: "already in use"
+    assert raised.value.errno == errno.EADDRINUSE
+    return port
+
+
+def test_a_port_in_time_wait_is_free_for_the_sandbox() -> None:
+    from residency_cli.sandbox.control import _port_free
+
+    assert _port_free(_time_wait_port())
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        assert not _port_free(busy.getsockname()[1])  # a listener still counts
+
+
+def test_up_on_a_port_left_in_time_wait_starts(user_env: dict[str, str]) -> None:
+    """`residency --sandbox run tax; residency sandbox down; residency sandbox up` (issue 18)."""
+    port = _time_wait_port()
+    up = residency(user_env, "sandbox", "up", "--port", str(port))
+    try:
+        assert up.returncode == 0, up.stderr
+        assert f"http://127.0.0.1:{port}" in up.stdout
+    finally:
+        assert residency(user_env, "sandbox", "down").returncode == 0
+
+
+def test_a_command_on_a_stopped_sandbox_says_it_is_not_running(user_env: dict[str, str]) -> None:
+    """`residency sandbox down; residency --sandbox hosts`, with no map in the directory:
+    the sandbox is the problem (exit 7), not the map it would have lent (issue 18)."""
+    assert residency(user_env, "sandbox", "down").returncode == 0
+    for command in (["hosts"], ["check"], ["run", "bonus", "--no-wait"], ["validate"]):
+        result = residency(user_env, "--sandbox", *command)
+        assert result.returncode == 7, (command, result.stderr)
+        assert "the sandbox is not running" in result.stderr
+        assert "residency sandbox up" in result.stderr

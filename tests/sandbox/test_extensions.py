@@ -7,8 +7,6 @@ stopTimeout, SIGKILL), SSM DescribeInstanceInformation.
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -343,18 +341,6 @@ def test_misplaced_run_task_lands_on_the_named_host(sandbox: Any) -> None:
     sandbox.misplace_next_run_task("tax.host")
     task = run(sandbox, arn, placementConstraints=NEWYORK)["tasks"][0]
     assert task["containerInstanceArn"] == sandbox.hosts["tax.host"].container_instance_arn
-
-
-def test_moto_reset_endpoint_resets_the_sandbox_too(sandbox: Any) -> None:
-    from residency_cli.sandbox.world import world
-
-    sandbox.label_all()
-    arn = sandbox.register_task_definition("sleeper", ["sleep", "60"])
-    run(sandbox, arn, placementConstraints=NEWYORK)
-    request = urllib.request.Request(sandbox.endpoint + "/moto-api/reset", method="POST")
-    with urllib.request.urlopen(request, timeout=5) as answer:
-        assert json.loads(answer.read())["status"] == "ok"
-    assert world().runtimes == {} and world().hosts == {}
 
 
 def test_wrong_moto_version_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

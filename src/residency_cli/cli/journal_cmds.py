@@ -22,6 +22,8 @@ journal_app = typer.Typer(
 )
 
 _PATH_KEY = "residency.journal"
+# A deque keeps the last N records: N must fit a C ssize_t; a billion is past any journal.
+MAX_LIMIT = 1_000_000_000
 
 
 @journal_app.callback()
@@ -87,7 +89,12 @@ def show(
     ctx: typer.Context,
     workload: str | None = typer.Option(None, "--workload", "-w", help="Only this workload."),
     limit: int | None = typer.Option(
-        None, "--limit", "-n", min=0, help="Only the last N records (after --workload)."
+        None,
+        "--limit",
+        "-n",
+        min=0,
+        max=MAX_LIMIT,
+        help="Only the last N records (after --workload).",
     ),
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:

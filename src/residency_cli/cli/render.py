@@ -48,6 +48,32 @@ def command() -> str:
     return " ".join(shlex.quote(word) for word in _command)
 
 
+# Shown escaped (`\x1b`), never interpreted by the terminal: C0/C1 control characters (ESC
+# starts the escape sequences that recolour, retitle or rewrite a terminal), line and
+# paragraph separators, and the bidirectional overrides of "Trojan Source" (CVE-2021-42574);
+# and lone surrogates (a YAML "\ud804" escape), which cannot even be written as UTF-8.
+# Values from a map, from AWS or from a task's name reach the screen only through these.
+_UNSAFE_CATEGORIES = ("Cc", "Cs", "Zl", "Zp")
+_BIDI_CONTROLS = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def printable(text: object, *, newlines: bool = False) -> str:
+    """`text` with every character a terminal would act on written as an escape (`\x1b`,
+    `\n` unless `newlines`), so that one value prints as one visible line."""
+    value = str(text)
+    if value.isprintable():  # the common case: nothing to escape
+        return value
+    import unicodedata
+
+    return "".join(
+        char
+        if (newlines and char == "\n")
+        or not (unicodedata.category(char) in _UNSAFE_CATEGORIES or char in _BIDI_CONTROLS)
+        else char.encode("unicode_escape").decode("ascii")
+        for char in value
+    )
+
+
 @contextmanager
 def _to_stdout() -> Iterator[None]:
     """A reader that stopped reading (`| head`) ends output, not the program with a traceback:
@@ -96,9 +122,10 @@ def emit_json_line(data: Any) -> None:
 
 
 def error(message: str) -> None:
-    """One line per problem on stderr, prefixed so scripts can grep it."""
-    for line in message.splitlines() or [""]:
-        sys.stderr.write(f"error: {line}\n")
+    """One line per problem on stderr, prefixed so scripts can grep it. Problems are separated
+    by newlines; anything else a terminal would act on inside one is escaped."""
+    for line in message.split("\n"):
+        sys.stderr.write(f"error: {printable(line)}\n")
     sys.stderr.flush()
 
 
@@ -111,12 +138,12 @@ def raw(line: str) -> None:
 
 def note(message: str) -> None:
     """A diagnostic for people, on stderr so that stdout stays clean for scripts."""
-    stderr().print(message, markup=False)
+    stderr().print(printable(message, newlines=True), markup=False)
 
 
 def show(message: str, *, markup: bool = True) -> None:
     with _to_stdout():
-        stdout().print(message, markup=markup)
+        stdout().print(printable(message, newlines=True), markup=markup)
 
 
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -127,7 +154,7 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any
     for column in columns:
         grid.add_column(column, overflow="fold")
     for row in rows:
-        grid.add_row(*("-" if cell is None else escape(str(cell)) for cell in row))
+        grid.add_row(*("-" if cell is None else escape(printable(cell)) for cell in row))
     with _to_stdout():
         stdout().print(grid)
 
@@ -136,7 +163,7 @@ def plain(text: object) -> str:
     """User or AWS text made safe to embed in a rich markup string (`[a, b]` stays)."""
     from rich.markup import escape
 
-    return escape(str(text))
+    return escape(printable(text))
 
 
 def yes_no(value: bool) -> str:

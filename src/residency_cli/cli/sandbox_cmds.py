@@ -3,8 +3,9 @@ section 5).
 
 Exit codes: `up` 0 started, 2 already running / port in use / bad map; `status` 0 running,
 3 not running (like `systemctl status`); `env` 7 when no sandbox runs (as `--sandbox`);
-`down` 0 whether or not one was running; `join` 0 joined, 2 refused (bad or used-up
-activation, hostname taken, bad attributes), 7 when no sandbox runs.
+`down` 0 whether or not one was running (it deletes the sandbox's files unless `--keep`);
+`join` 0 joined, 2 refused (bad or used-up activation, hostname taken, bad attributes,
+a label that contradicts the activation's location), 7 when no sandbox runs.
 """
 
 from __future__ import annotations
@@ -81,11 +82,18 @@ def up(
 
 
 @sandbox_app.command("down")
-def down(output: OutputFormat = OUTPUT_OPTION) -> None:
-    """Stop the sandbox and every task process it runs."""
+def down(
+    keep: bool = typer.Option(
+        False,
+        "--keep",
+        help="Keep the sandbox's files (its log, the simulated hosts' disks, task folders).",
+    ),
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """Stop the sandbox and every task process it runs, and delete its files (unless --keep)."""
     from residency_cli.sandbox.control import down as stop
 
-    result = stop()
+    result = stop(keep=keep)
     if output is OutputFormat.json:
         render.emit_json(result)
         return
@@ -96,6 +104,10 @@ def down(output: OutputFormat = OUTPUT_OPTION) -> None:
     else:
         how = " (it had to be killed)" if result.forced else ""
         render.show(f"sandbox stopped (pid {result.pid}){how}", markup=False)
+    if result.removed:
+        render.note(f"removed its files: {', '.join(result.removed)}")
+    if result.kept:
+        render.note(f"kept its files (--keep): {', '.join(result.kept)}")
 
 
 @sandbox_app.command("status")

@@ -66,6 +66,10 @@ class AppState:
 
             path = self.config_path
             named = path or os.environ.get(ENV_VAR)
+            if self.sandbox:
+                # A sandbox that is not running is the problem to report (exit 7), not the
+                # map it would have lent (`sandbox down; residency --sandbox hosts`).
+                sandbox_settings()
             if self.sandbox and not named and not resolve_config_path(None).exists():
                 path = _sandbox_map()  # no map named or here: the one the sandbox was seeded from
             self._config = load_config(path)
@@ -99,23 +103,18 @@ def _sandbox_map() -> str | None:
 def sandbox_settings() -> AwsSettings:
     from residency_cli.aws import AwsSettings
     from residency_cli.errors import AwsError
-    from residency_cli.sandbox.state import (
-        SANDBOX_ACCESS_KEY,
-        SANDBOX_SECRET_KEY,
-        process_running,
-        read_state,
-    )
+    from residency_cli.sandbox.state import process_running, read_state
 
     state = read_state()
     if state is None or not process_running(state.pid):
         raise AwsError("the sandbox is not running", hint="start it with `residency sandbox up`")
+    if state.credentials is None:
+        raise AwsError(
+            "the sandbox's record holds no credentials (an older residency started it)",
+            hint="restart it: `residency sandbox down && residency sandbox up`",
+        )
     return AwsSettings(
-        region=state.region,
-        endpoint_url=state.endpoint,
-        credentials={
-            "aws_access_key_id": SANDBOX_ACCESS_KEY,
-            "aws_secret_access_key": SANDBOX_SECRET_KEY,
-        },
+        region=state.region, endpoint_url=state.endpoint, credentials=state.credentials.boto()
     )
 
 

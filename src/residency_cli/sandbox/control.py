@@ -27,10 +27,10 @@ from typing import Any
 
 from residency_cli.errors import AwsError, ResidencyError, UsageError
 from residency_cli.sandbox.state import (
-    SANDBOX_ACCESS_KEY,
-    SANDBOX_SECRET_KEY,
+    PRIVATE_FILE_MODE,
     SandboxState,
     clear_state,
+    private_dir,
     process_running,
     read_state,
     state_dir,
@@ -173,7 +173,12 @@ def status() -> SandboxStatus:
 
 
 def _port_free(port: int) -> bool:
+    """Could the sandbox listen on `port`? The probe binds as the server will: werkzeug's
+    server sets SO_REUSEADDR (socketserver's allow_reuse_address), so connections of an
+    earlier sandbox lingering in TIME_WAIT (about a minute after `down`) do not make the port
+    "in use"; only a listener does (socket(7): SO_REUSEADDR)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((HOST, port))
         except OSError as error:
@@ -225,10 +230,11 @@ def up(
     from residency_cli.sandbox.seed import load_map
 
     load_map(map_path)  # a bad map is reported here, before anything starts
+    private_dir(state_dir())
     directory = workdir()
     for stale_dir in ("hosts", "tasks"):
         shutil.rmtree(directory / stale_dir, ignore_errors=True)
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)
     log = log_file()
     command = [
         sys.executable,
@@ -245,7 +251,9 @@ def up(
         command.append("--label-hosts")
     if faults:
         command += ["--faults", faults, "--fault-seed", str(seed)]
-    with open(log, "ab") as output:
+    descriptor = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE_MODE)
+    os.fchmod(descriptor, PRIVATE_FILE_MODE)  # a log left by an older residency was 0644
+    with os.fdopen(descriptor, "ab") as output:
         process = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
@@ -333,6 +341,8 @@ class StopResult:
     pid: int | None = None
     forced: bool = False
     stale_pid: int | None = None
+    removed: tuple[str, ...] = ()  # the sandbox's files `down` deleted (none with --keep)
+    kept: tuple[str, ...] = ()  # those it left, with --keep
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -340,21 +350,50 @@ class StopResult:
             "pid": self.pid,
             "forced": self.forced,
             "stale_pid": self.stale_pid,
+            "removed": list(self.removed),
+            "kept": list(self.kept),
         }
 
 
-def down(grace: float = STOP_GRACE_SECONDS) -> StopResult:
-    """Stop the running sandbox and every task process it started; a no-op when none runs."""
+def _sandbox_files() -> list[Path]:
+    """What a sandbox leaves in the state directory: its working directory (simulated hosts'
+    disks with copies of employee files, task folders, reports) and its log. The directory's
+    other files (the dispatch journal) are not the sandbox's and stay."""
+    return [p for p in (workdir(), log_file()) if p.exists() or p.is_symlink()]
+
+
+def _remove(paths: list[Path]) -> tuple[str, ...]:
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+    return tuple(str(p) for p in paths)
+
+
+def down(grace: float = STOP_GRACE_SECONDS, *, keep: bool = False) -> StopResult:
+    """Stop the running sandbox and every task process it started, then delete its files
+    (unless `keep`: to read the log or a host's files afterwards). The record, which holds
+    its credentials, goes in any case. With none running, files left behind go too."""
     state, stale = _recorded()
     if state is None:
-        return StopResult(was_running=False, stale_pid=stale)
+        files = _sandbox_files()
+        if keep:
+            return StopResult(was_running=False, stale_pid=stale, kept=tuple(map(str, files)))
+        return StopResult(was_running=False, stale_pid=stale, removed=_remove(files))
     forced = _terminate(state.pid, Path(state.workdir), grace)
     if _alive(state.pid):
         raise ResidencyError(f"the sandbox (pid {state.pid}) did not stop, even after SIGKILL")
     recorded = read_state()
     if recorded is not None and recorded.pid == state.pid:
         clear_state()
-    return StopResult(was_running=True, pid=state.pid, forced=forced)
+    files = _sandbox_files()
+    if keep:
+        return StopResult(
+            was_running=True, pid=state.pid, forced=forced, kept=tuple(map(str, files))
+        )
+    return StopResult(was_running=True, pid=state.pid, forced=forced, removed=_remove(files))
 
 
 def environment(state: SandboxState | None = None) -> dict[str, str]:
@@ -363,10 +402,14 @@ def environment(state: SandboxState | None = None) -> dict[str, str]:
         state, _ = _recorded()
     if state is None:
         raise AwsError("the sandbox is not running", hint="start it with `residency sandbox up`")
+    if state.credentials is None:
+        raise AwsError(
+            "the sandbox's record holds no credentials (an older residency started it)",
+            hint="restart it: `residency sandbox down && residency sandbox up`",
+        )
     return {
         "AWS_ENDPOINT_URL": state.endpoint,
-        "AWS_ACCESS_KEY_ID": SANDBOX_ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": SANDBOX_SECRET_KEY,
+        **state.credentials.environment(),
         "AWS_DEFAULT_REGION": state.region,
         "AWS_REGION": state.region,
     }

@@ -2,8 +2,9 @@
 `python -m residency_cli.sandbox.daemon --port N --map PATH --workdir DIR
 [--label-hosts] [--faults SPEC --fault-seed N]`.
 
-It serves, seeds, records itself in the state file (state.py), and on SIGTERM stops every
-task process, the server, and removes its record. Exit codes: 0 stopped cleanly, 2 bad
+It generates the credentials it accepts (auth.py), serves, seeds, records itself and them in
+the state file (state.py, 0600), and on SIGTERM stops every task process, the server, and
+removes its record. Exit codes: 0 stopped cleanly, 2 bad
 arguments or map, 98 the port is in use (the message says so on stderr).
 """
 
@@ -29,6 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--faults", default=None)
     parser.add_argument("--fault-seed", type=int, default=0)
     args = parser.parse_args(argv)
+
+    from residency_cli.sandbox.state import PRIVATE_UMASK
+
+    # Everything the sandbox and its simulated hosts write (copies of employee files,
+    # reports, task folders, the record with its credentials) is its owner's alone.
+    os.umask(PRIVATE_UMASK)
 
     from residency_cli.errors import ResidencyError
     from residency_cli.sandbox.seed import load_bundle, load_map, sandbox_region, seed
@@ -80,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                 region=region,
                 workdir=str(workdir),
                 config=str(map_path),
+                credentials=world().credentials,
             )
         )
         # Seeding is never faulted (internal calls); the task processes' calls and every

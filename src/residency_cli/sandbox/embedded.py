@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from residency_cli.sandbox.state import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY
-
 if TYPE_CHECKING:
     from residency_cli.aws import AwsSettings
     from residency_cli.config import Config
@@ -26,14 +24,12 @@ class EmbeddedSandbox:
 
     def settings(self) -> AwsSettings:
         from residency_cli.aws import AwsSettings
+        from residency_cli.sandbox.world import world
 
         return AwsSettings(
             region=self.region,
             endpoint_url=self.endpoint,
-            credentials={
-                "aws_access_key_id": SANDBOX_ACCESS_KEY,
-                "aws_secret_access_key": SANDBOX_SECRET_KEY,
-            },
+            credentials=world().credentials.boto(),
         )
 
 

@@ -601,6 +601,32 @@ def _join_attributes(attributes: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in attributes.items()}
 
 
+def _check_label(
+    labels: dict[str, str], activation: dict[str, Any], activation_id: str, attribute: str
+) -> None:
+    """A host that joins with an activation made for one location (`residency activate`
+    tags it residency:location) may not label itself with another: the activation is the
+    operator's decision of where the host is, the attributes only the host's own claim."""
+    from residency_cli.constants import LOCATION_TAG
+
+    expected = next(
+        (
+            str(tag.get("Value"))
+            for tag in activation.get("Tags") or []
+            if tag.get("Key") == LOCATION_TAG
+        ),
+        None,
+    )
+    claimed = labels.get(attribute)
+    if expected is not None and claimed is not None and claimed != expected:
+        raise JoinRefused(
+            "InvalidAttributes",
+            f"attribute {attribute}={claimed} contradicts activation {activation_id}, which is "
+            f"for location {expected}; join with {attribute}={expected}, or create an activation "
+            f"for {claimed} with `residency activate --location {claimed}`",
+        )
+
+
 def _registered(host: HostSpec) -> bool:
     """Is the host still a container instance of its cluster (not deregistered)?"""
     ecs_backends = moto_module("moto.ecs.models").ecs_backends
@@ -684,14 +710,21 @@ def join_host(
                 f"activation {activation_id} has registered {activation['RegistrationsCount']} "
                 f"of its {activation['RegistrationLimit']} hosts; create another activation",
             )
+        _check_label(labels, activation, activation_id, sandbox.location_attribute)
         backend = ecs_backends[ACCOUNT_ID][region]
         cluster_name = cluster.rsplit("/", 1)[-1]
         if cluster_name not in backend.clusters:
             raise JoinRefused(
                 "ClusterNotFoundException", f"cluster {cluster_name!r} does not exist in {region}"
             )
+        # Hostnames are case-insensitive (RFC 4343): BONUS.HOST is bonus.host, not a second host.
         taken = next(
-            (h for h in sandbox.hosts.values() if h.hostname == hostname and _registered(h)), None
+            (
+                h
+                for h in sandbox.hosts.values()
+                if h.hostname.lower() == hostname.lower() and _registered(h)
+            ),
+            None,
         )
         if taken is not None:
             raise JoinRefused(
@@ -704,7 +737,7 @@ def join_host(
         (root / "data").mkdir(parents=True, exist_ok=True)
         data_location = _activation_location(activation)
         if data_location is not None:
-            write_label(root / "data", data_location)
+            write_label(root / "data", data_location, 0o600)
         host = register_managed_instance(region, cluster_name, hostname, root=root)
         instance = backend.container_instances[cluster_name][
             host.container_instance_arn.rsplit("/", 1)[-1]

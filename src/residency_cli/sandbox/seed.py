@@ -28,7 +28,7 @@ from residency_cli.config import (
 )
 from residency_cli.errors import UsageError
 from residency_cli.guarding import write_label
-from residency_cli.sandbox.state import SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY
+from residency_cli.sandbox.state import PRIVATE_FILE_MODE, private_dir
 from residency_cli.sandbox.world import ImageSpec, world
 
 EXAMPLE_DIR = Path(__file__).with_name("examples") / "acme"
@@ -140,12 +140,14 @@ def sandbox_region(config: Config) -> str:
 @functools.lru_cache(maxsize=16)
 def _session(region: str, purpose: str = "public") -> Any:
     """One boto3 session per region and purpose: internal clients get their own, because
-    event handlers registered on a client can reach its session's other clients."""
+    event handlers registered on a client can reach its session's other clients. They sign
+    with this process's sandbox credentials (fixed for its lifetime, so caching is safe)."""
     import boto3
 
+    credentials = world().credentials
     return boto3.session.Session(
-        aws_access_key_id=SANDBOX_ACCESS_KEY,
-        aws_secret_access_key=SANDBOX_SECRET_KEY,
+        aws_access_key_id=credentials.access_key_id,
+        aws_secret_access_key=credentials.secret_access_key,
         region_name=region,
     )
 
@@ -201,6 +203,7 @@ def seed(
     sandbox = world()
     with sandbox.lock:
         sandbox.images.update(bundle.images)
+        sandbox.location_attribute = config.location_attribute
     ecs = internal_client("ecs", endpoint, region)
     cluster_name = config.cluster.rsplit("/", 1)[-1]
     ecs.create_cluster(clusterName=cluster_name)
@@ -212,13 +215,13 @@ def seed(
         if root.exists():
             shutil.rmtree(root)
         data_dir = root / "data"
-        data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(data_dir)
         source = bundle.directory / "data" / location
         if source.is_dir():
-            shutil.copytree(source, data_dir, dirs_exist_ok=True)
+            _copy_private(source, data_dir)
         # Provisioning labels a host's data with its location (what vagrant/provision.sh and
         # the commands of `residency activate` do), for the jobs' data guard to read.
-        write_label(data_dir, location)
+        write_label(data_dir, location, PRIVATE_FILE_MODE)
         host = register_managed_instance(
             region,
             cluster_name,
@@ -269,6 +272,19 @@ def seed(
         buckets=dict(bundle.buckets),
         log_groups=[g for g, _ in groups],
     )
+
+
+def _copy_private(source: Path, target: Path) -> None:
+    """Copy a host's data (employee files) for its owner only: 0700 folders, 0600 files,
+    whatever the package's modes (shutil.copytree would copy them: 0644)."""
+    for item in sorted(source.rglob("*")):
+        destination = target / item.relative_to(source)
+        if item.is_dir():
+            private_dir(destination)
+        elif item.is_file():
+            private_dir(destination.parent)
+            shutil.copyfile(item, destination)
+            destination.chmod(PRIVATE_FILE_MODE)
 
 
 def load_map(path: Path) -> Config:

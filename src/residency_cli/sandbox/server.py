@@ -1,11 +1,13 @@
 """The sandbox's HTTP endpoint: moto's in-process server (ThreadedMotoServer) on 127.0.0.1,
-behind a small WSGI layer that counts calls per operation, answers injected faults (armed
+behind a small WSGI layer that refuses every request not signed with the sandbox's own
+credentials (auth.py), keeps moto's management API (`/moto-api/...`: its dashboard, a dump
+of every backend, reset) closed, counts calls per operation, answers injected faults (armed
 ones, and random ones on a share of requests: throttling, 5xx, dropped connections, slow
-answers; see world.FaultPlan), resets the sandbox's own state with moto's
-(`POST /moto-api/reset`), answers `GET /residency-sandbox/health` so that `sandbox status`
-knows whom it talks to (and which faults it injects), and `POST /residency-sandbox/join`,
-where a new host joins the cluster with an SSM activation (what the ECS Anywhere install
-script does on a real host; `residency sandbox join`).
+answers; see world.FaultPlan), answers `GET /residency-sandbox/health` so that `sandbox
+status` knows whom it talks to (and which faults it injects), and `POST
+/residency-sandbox/join`, where a new host joins the cluster with an SSM activation (what
+the ECS Anywhere install script does on a real host; `residency sandbox join`). The join is
+authenticated as SSM authenticates a registration: by the activation's secret code.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from residency_cli.sandbox.world import Fault, World, moto_module, world
 
 HOST = "127.0.0.1"
 HEALTH_PATH = "/residency-sandbox/health"
+# moto routes these to its management API (moto_server/werkzeug_app.py get_application).
+MOTO_API_PREFIX = "/moto-api"
+MOTO_API_PATHS = ("/favicon.ico",)
 JOIN_PATH = "/residency-sandbox/join"
 MAX_JOIN_BODY = 64 * 1024
 INTERNAL_HEADER = "X-Residency-Sandbox-Internal"
@@ -98,7 +103,12 @@ def identify(environ: dict[str, Any]) -> Operation:
     return Operation(service, f"{method} {environ.get('PATH_INFO', '')}", "rest")
 
 
-_REASONS = {400: "Bad Request", 500: "Internal Server Error", 503: "Service Unavailable"}
+_REASONS = {
+    400: "Bad Request",
+    403: "Forbidden",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
 def _error_response(operation: Operation, fault: Fault) -> tuple[str, list[tuple[str, str]], bytes]:
@@ -195,9 +205,49 @@ def join(environ: dict[str, Any], start_response: StartResponse, sandbox: World)
     )
 
 
+MAX_REFUSED_BODY = 8 * 1024 * 1024
+
+
+def _discard_body(environ: dict[str, Any]) -> bool:
+    """Read and drop a refused request's body, so that the client reads the refusal rather
+    than a reset connection, and the connection stays usable. False when the body is over
+    MAX_REFUSED_BODY (the connection is then closed after the answer)."""
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return True
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return False
+    if length > MAX_REFUSED_BODY:
+        return False
+    remaining = (
+        length if length > 0 else (MAX_REFUSED_BODY if environ.get("wsgi.input_terminated") else 0)
+    )
+    while remaining > 0:
+        chunk = stream.read(min(remaining, 64 * 1024))
+        if not chunk:
+            return True
+        remaining -= len(chunk)
+    return length > 0 or not environ.get("wsgi.input_terminated") or not stream.read(1)
+
+
+def _refuse(
+    environ: dict[str, Any], start_response: StartResponse, status: int, code: str, message: str
+) -> list[bytes]:
+    """An AWS-shaped error for the protocol the request speaks; moto never sees the request
+    (what was asked of it does not happen)."""
+    operation = identify(environ)
+    answer_status, headers, body = _error_response(operation, Fault(code, status, message, 1))
+    if not _discard_body(environ):
+        headers.append(("Connection", "close"))
+    start_response(answer_status, headers)
+    return [body]
+
+
 class SandboxMiddleware:
-    """Counting, fault injection, reset, health and host joins in front of moto's WSGI
-    application."""
+    """Authentication, counting, fault injection, health and host joins in front of moto's
+    WSGI application."""
 
     def __init__(self, app: Callable[..., Iterable[bytes]], sandbox: World) -> None:
         self.app = app
@@ -205,7 +255,6 @@ class SandboxMiddleware:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        method = environ.get("REQUEST_METHOD", "GET")
         if path == HEALTH_PATH:
             faults = self.world.faults
             body = json.dumps(
@@ -221,11 +270,22 @@ class SandboxMiddleware:
             return [body]
         if path == JOIN_PATH:
             return join(environ, start_response, self.world)
-        if path.startswith("/moto-api/"):
-            answer = self.app(environ, start_response)
-            if path.rstrip("/") == "/moto-api/reset" and method == "POST":
-                self.world.reset()
-            return answer
+        if path.startswith(MOTO_API_PREFIX) or path in MOTO_API_PATHS:
+            # Its dashboard and data.json show every request's parameters (environment
+            # overrides with passwords), and reset/seed change everything: closed to all.
+            return _refuse(
+                environ,
+                start_response,
+                403,
+                "AccessDenied",
+                "moto's management API is disabled in the residency sandbox",
+            )
+        from residency_cli.sandbox.auth import error_code, verify
+
+        refusal = verify(environ, self.world.credentials)
+        if refusal is not None:
+            http_status, code = error_code(refusal, identify(environ).protocol)
+            return _refuse(environ, start_response, http_status, code, refusal.message)
         if environ.get("HTTP_" + INTERNAL_HEADER.upper().replace("-", "_")) == "1":
             return self.app(environ, start_response)
         operation = identify(environ)

@@ -37,6 +37,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+from residency_cli.sandbox.state import PRIVATE_UMASK
 from residency_cli.sandbox.world import HostSpec, World, moto_module
 
 _SITE_DIR = Path(__file__).with_name("_task_site")
@@ -336,6 +337,8 @@ class TaskRuntime:
                     stderr=subprocess.PIPE,
                     start_new_session=True,
                     close_fds=True,
+                    # What a job writes (reports with names and salaries) is its owner's alone.
+                    umask=PRIVATE_UMASK,
                 )
             except OSError as error:
                 for running in self.running:

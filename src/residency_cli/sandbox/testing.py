@@ -24,12 +24,7 @@ from residency_cli.sandbox.seed import (
     seed,
 )
 from residency_cli.sandbox.server import SandboxServer
-from residency_cli.sandbox.state import (
-    SANDBOX_ACCESS_KEY,
-    SANDBOX_SECRET_KEY,
-    SandboxState,
-    write_state,
-)
+from residency_cli.sandbox.state import SandboxState, write_state
 from residency_cli.sandbox.world import (
     Fault,
     FaultPlan,
@@ -42,6 +37,7 @@ from residency_cli.sandbox.world import (
 if TYPE_CHECKING:
     from residency_cli.aws import Clients
     from residency_cli.config import Config
+    from residency_cli.sandbox.state import SandboxCredentials
 
 TEST_EXECUTION_ROLE = "arn:aws:iam::123456789012:role/ecsTaskExecutionRole"
 TEST_IMAGE = "sandbox/shell:latest"
@@ -98,7 +94,7 @@ class SandboxFixture:
     # --- clients and environment --------------------------------------------------------
 
     def client(self, service: str, region: str | None = None, **config: Any) -> Any:
-        """A boto3 client for the sandbox with dummy credentials (counted like any client)."""
+        """A boto3 client for the sandbox with its credentials (counted like any client)."""
         from botocore.config import Config as BotoConfig
 
         from residency_cli.sandbox.seed import _session
@@ -117,19 +113,20 @@ class SandboxFixture:
             AwsSettings(
                 region=self.region,
                 endpoint_url=self.endpoint,
-                credentials={
-                    "aws_access_key_id": SANDBOX_ACCESS_KEY,
-                    "aws_secret_access_key": SANDBOX_SECRET_KEY,
-                },
+                credentials=self.credentials.boto(),
             )
         )
+
+    @property
+    def credentials(self) -> SandboxCredentials:
+        """The only credentials the sandbox accepts (generated when this process started it)."""
+        return world().credentials
 
     def env(self) -> dict[str, str]:
         """Variables that point any AWS client (and `residency --endpoint-url`) here."""
         return {
             "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_ACCESS_KEY_ID": SANDBOX_ACCESS_KEY,
-            "AWS_SECRET_ACCESS_KEY": SANDBOX_SECRET_KEY,
+            **self.credentials.environment(),
             "AWS_DEFAULT_REGION": self.region,
             "AWS_REGION": self.region,
         }
@@ -153,6 +150,7 @@ class SandboxFixture:
                 region=self.region,
                 workdir=str(self.workdir),
                 config=str(self.config_path),
+                credentials=self.credentials,
             )
         )
         return variables

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from residency_cli.sandbox.state import SANDBOX_ACCESS_KEY, SANDBOX_ACCOUNT_ID, SANDBOX_SECRET_KEY
+from residency_cli.sandbox.state import SANDBOX_ACCOUNT_ID, SandboxCredentials
 
 if TYPE_CHECKING:
     from residency_cli.sandbox.simhost import TaskRuntime
@@ -368,6 +368,12 @@ class World:
         self.runtimes: dict[str, TaskRuntime] = {}  # by task ARN
         self.misplace: list[str] = []  # container-instance ids the next RunTasks land on
         self.pgid_file: Path | None = None
+        # The only credentials the server accepts (auth.py): one pair per process, made when
+        # the process starts its first sandbox (`sandbox up` starts a new daemon each time).
+        self.credentials = SandboxCredentials.generate()
+        # The map's location attribute (seed sets it): a joining host's label must agree
+        # with its activation's location.
+        self.location_attribute = "location"
 
     # --- hosts --------------------------------------------------------------------------
 
@@ -393,8 +399,7 @@ class World:
         """What every task process gets so that its AWS SDK talks to the sandbox."""
         return {
             "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_ACCESS_KEY_ID": SANDBOX_ACCESS_KEY,
-            "AWS_SECRET_ACCESS_KEY": SANDBOX_SECRET_KEY,
+            **self.credentials.environment(),
             "AWS_DEFAULT_REGION": self.region,
             "AWS_REGION": self.region,
             "HOSTNAME": hostname,
