@@ -585,6 +585,16 @@ class Dispatcher:
             return self._refused(
                 name, options.run_id, request, explain_failures(response.get("failures") or [])
             )
+        if any("taskDefinitionArn" not in t for t in tasks):
+            # A replayed RunTask answers a task stopped under an hour ago with only its ARN
+            # and statuses (ECS_Idempotency.html): read the whole task before going on.
+            with aws_errors(f"reading the tasks of {name}"):
+                arns = [str(t["taskArn"]) for t in tasks]
+                whole = {
+                    str(t["taskArn"]): t
+                    for t in describe_tasks(self.ecs, self.config.cluster, arns)
+                }
+            tasks = [whole.get(str(t["taskArn"]), t) for t in tasks]
         trackers = [Tracker(str(t["taskArn"]), t, name) for t in tasks]
         failures = [
             {"arn": f.get("arn"), "reason": f.get("reason")} for f in response.get("failures") or []
