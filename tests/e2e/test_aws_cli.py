@@ -1,5 +1,6 @@
 """An independent client, the AWS CLI, pointed at a sandbox daemon by `residency sandbox env`,
-sees the cluster, the hosts with their location attributes, and the tasks."""
+sees the cluster, the hosts with their location attributes, and the tasks, with ECS's
+defaults, filters and paging."""
 
 from __future__ import annotations
 
@@ -72,6 +73,32 @@ def test_aws_cli_sees_what_residency_did(tmp_path: Path) -> None:
         assert task["lastStatus"] == "STOPPED" and task["containers"][0]["exitCode"] == 0
         info = _aws(aws_env, "ssm", "describe-instance-information")["InstanceInformationList"]
         assert {i["ComputerName"] for i in info} == {"bonus.host", "tax.host"}
+        bonus = next(i for i in described if locations[i["ec2InstanceId"]] == "newyork")
+
+        # What ECS answers (issue 13, row 10): ListTasks defaults to desiredStatus RUNNING,
+        # ListContainerInstances honours `filter`, ListAttributes works with a name alone.
+        assert _aws(aws_env, "ecs", "list-tasks", "--cluster", "acme-etl")["taskArns"] == []
+        stopped = _aws(
+            aws_env, "ecs", "list-tasks", "--cluster", "acme-etl", "--desired-status", "STOPPED"
+        )
+        assert stopped["taskArns"] == [task_arn]
+        filtered = _aws(
+            aws_env, "ecs", "list-container-instances", "--cluster", "acme-etl",
+            "--filter", "attribute:location == newyork",
+        )  # fmt: skip
+        assert filtered["containerInstanceArns"] == [bonus["containerInstanceArn"]]
+        paged = _aws(
+            aws_env, "ecs", "list-container-instances", "--cluster", "acme-etl",
+            "--page-size", "1",
+        )  # fmt: skip
+        assert sorted(paged["containerInstanceArns"]) == sorted(arns["containerInstanceArns"])
+        attributes = _aws(
+            aws_env, "ecs", "list-attributes", "--cluster", "acme-etl",
+            "--target-type", "container-instance", "--attribute-name", "location",
+        )["attributes"]  # fmt: skip
+        assert attributes == [
+            {"name": "location", "value": "newyork", "targetId": bonus["containerInstanceArn"]}
+        ]
     finally:
         down = _residency(env, "sandbox", "down")
         assert down.returncode == 0, down.stderr

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from residency_cli.cli.app import main
+from residency_cli.config import parse_config
 from residency_cli.dispatch import RunOptions
 from residency_cli.sandbox.seed import EXAMPLE_DIR
 from residency_cli.sandbox.world import decide, parse_fault_spec
@@ -143,28 +144,77 @@ def test_run_task_never_reaching_the_sandbox_starts_nothing(
 
 
 class _LoseHostWhenRunning(Recorder):
-    def __init__(self, world: World) -> None:
+    """Takes bonus.host dark when the task is seen RUNNING; with `back_after`, brings it back
+    that many seconds later; with `stopped`, as an EC2 instance that was stopped."""
+
+    def __init__(self, world: World, back_after: float | None = None, stopped: bool = False):
         super().__init__()
         self.world = world
+        self.back_after = back_after
+        self.stopped = stopped
+        self.lost = False
 
     def status(self, task: Any, previous: str | None) -> None:
         super().status(task, previous)
-        if task["lastStatus"] == "RUNNING":
-            self.world.sandbox.lose_host("bonus.host")
+        if task["lastStatus"] == "RUNNING" and not self.lost:
+            self.lost = True
+            self.world.sandbox.lose_host("bonus.host", stopped=self.stopped)
+            if self.back_after is not None:
+                timer = threading.Timer(
+                    self.back_after, self.world.sandbox.connect_agent, ("bonus.host",)
+                )
+                timer.daemon = True
+                timer.start()
 
 
-def test_host_lost_mid_task_is_not_started_with_the_reason(world: World) -> None:
+def _add_nap(world: World) -> None:
+    """A workload that runs long enough to lose its host, short enough to finish after."""
+    world.sandbox.register_task_definition("test-nap", ["sh", "-c", "sleep 1.5; echo awake"])
+    world.config = parse_config(
+        world.map_path.read_text(encoding="utf-8")
+        + "  nap:\n    task_definition: test-nap\n    location: newyork\n",
+        str(world.map_path),
+    )
+
+
+def test_host_lost_mid_task_ends_as_host_lost_with_the_task_still_running(world: World) -> None:
+    """ECS Anywhere: the host's agent disconnects and its task stays RUNNING to the API; after
+    --host-lost-after the run ends as host_lost (exit 5) with the last known state."""
     observer = _LoseHostWhenRunning(world)
-    result = world.dispatcher(observer=observer).run("slow", RunOptions(run_id="lost-host"))
+    result = world.dispatcher(observer=observer, host_lost_after=0.5).run(
+        "slow", RunOptions(run_id="lost-host")
+    )
+    primary = result.primary
+    assert primary.outcome == "host_lost" and primary.outcome.exit_code == 5
+    assert primary.status == "RUNNING" and primary.exit_code is None
+    assert (primary.host is not None) and primary.host.hostname == "bonus.host"
+    assert primary.message is not None and "bonus.host is unreachable" in primary.message
+    task = world.sandbox.describe_task(primary.task_arn)
+    assert task["lastStatus"] == "RUNNING"  # still, as far as ECS knows
+
+
+def test_host_back_within_the_grace_lets_the_run_reach_its_real_end(world: World) -> None:
+    _add_nap(world)
+    observer = _LoseHostWhenRunning(world, back_after=0.3)
+    result = world.dispatcher(observer=observer, host_lost_after=5).run(
+        "nap", RunOptions(run_id="back-again")
+    )
+    primary = result.primary
+    assert primary.outcome == "succeeded" and primary.exit_code == 0
+    assert observer.lost and observer.lines == ["awake"]
+
+
+def test_ec2_style_host_loss_is_not_started_with_the_reason(world: World) -> None:
+    observer = _LoseHostWhenRunning(world, stopped=True)
+    result = world.dispatcher(observer=observer).run("slow", RunOptions(run_id="ec2-lost"))
     primary = result.primary
     instance = world.sandbox.host("bonus.host").instance_id
     assert primary.outcome == "not_started" and primary.exit_code is None
     assert primary.stopped_reason == f"Host EC2 (instance {instance}) stopped/terminated"
-    assert (primary.host is not None) and primary.host.hostname == "bonus.host"
     assert observer.statuses[-1] == ("RUNNING", "STOPPED")
 
 
-def test_cli_attach_after_the_host_was_lost_exits_5(
+def test_cli_attach_to_a_task_on_a_lost_host_exits_5(
     world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     world.sandbox.use(monkeypatch)
@@ -172,11 +222,13 @@ def test_cli_attach_after_the_host_was_lost_exits_5(
     task_id = json.loads(capsys.readouterr().out)["task_id"]
     world.sandbox.wait_for_task(task_id, "RUNNING")
     world.sandbox.lose_host("bonus.host")
-    code = main(["--sandbox", "-c", str(world.map_path), "attach", task_id])
+    code = main(
+        ["--sandbox", "-c", str(world.map_path), "attach", task_id, "--host-lost-after", "1s"]
+    )
     err = capsys.readouterr().err
-    assert code == 5
-    assert f"task {task_id} never ran to completion" in err
-    assert "Host EC2 (instance mi-" in err and "stopped/terminated" in err
+    assert code == 5, err
+    assert "bonus.host is unreachable" in err and "RUNNING" in err, err
+    assert world.sandbox.describe_task(task_id)["lastStatus"] == "RUNNING"
 
 
 # --- the sandbox daemon killed while `run` waits -------------------------------------------

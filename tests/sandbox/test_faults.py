@@ -180,13 +180,35 @@ def test_reset_clears_the_faults(sandbox: Any) -> None:
     assert _single_try(sandbox, "ecs").list_clusters()["clusterArns"]
 
 
-def test_lost_host_stops_its_tasks_without_exit_code(sandbox: Any) -> None:
+def test_lost_host_keeps_its_tasks_running_to_the_api_until_it_is_back(sandbox: Any) -> None:
+    """ECS Anywhere: a host that goes dark is `agentConnected: false` and its tasks stay
+    RUNNING (ECS cannot reach it); the sandbox freezes the processes until it is back."""
     sandbox.label_all()
     definition = sandbox.register_task_definition("lost", ["sleep", "30"])
     arn = sandbox.start_task_on("bonus.host", definition)
     sandbox.wait_for_task(arn, "RUNNING")
     pid = int(sandbox.describe_task(arn)["containers"][0]["runtimeId"].removeprefix("sandbox-"))
     assert sandbox.lose_host("bonus.host") == [arn]
+    task = sandbox.describe_task(arn)
+    assert task["lastStatus"] == "RUNNING" and "stoppedReason" not in task
+    assert os.path.exists(f"/proc/{pid}")  # frozen, not killed
+    host = sandbox.host("bonus.host")
+    instance = sandbox._internal("ecs").describe_container_instances(
+        cluster=sandbox.cluster, containerInstances=[host.container_instance_arn]
+    )["containerInstances"][0]
+    assert instance["agentConnected"] is False
+    sandbox.connect_agent("bonus.host")
+    sandbox._internal("ecs").stop_task(cluster=sandbox.cluster, task=arn)
+    assert sandbox.wait_for_task(arn)["containers"][0]["exitCode"] == 143
+
+
+def test_lost_ec2_host_stops_its_tasks_without_exit_code(sandbox: Any) -> None:
+    sandbox.label_all()
+    definition = sandbox.register_task_definition("lost", ["sleep", "30"])
+    arn = sandbox.start_task_on("bonus.host", definition)
+    sandbox.wait_for_task(arn, "RUNNING")
+    pid = int(sandbox.describe_task(arn)["containers"][0]["runtimeId"].removeprefix("sandbox-"))
+    assert sandbox.lose_host("bonus.host", stopped=True) == [arn]
     task = sandbox.describe_task(arn)
     host = sandbox.host("bonus.host")
     assert task["lastStatus"] == "STOPPED" and task.get("stopCode") is None

@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 import shutil
+import unicodedata
 from datetime import datetime, timezone
 from typing import Any
 
@@ -181,6 +182,7 @@ def register_managed_instance(
     memory: int = DEFAULT_HOST_MEMORY,
     ip_address: str | None = None,
     location: str | None = None,
+    computer_name: str | None = None,
 ) -> HostSpec:
     """An ECS Anywhere host: an SSM managed instance (`mi-...`, with a ComputerName and an
     IP address) whose ECS agent registered it as a container instance of `cluster`."""
@@ -205,6 +207,7 @@ def register_managed_instance(
         ip_address=ip,
         container_instance_arn=instance.container_instance_arn,
         location=location,
+        computer_name=computer_name,
     )
     sandbox = world()
     with sandbox.lock:
@@ -226,6 +229,10 @@ def _ssm_instances(region: str) -> dict[str, dict[str, Any]]:
 
 
 def _instance_information(host: HostSpec) -> dict[str, Any]:
+    """DescribeInstanceInformation's entry for a host (SSM API Reference,
+    InstanceInformation): `ComputerName` is "the fully qualified host name of the managed
+    node" (`HostSpec.fqdn`); `Name` is the activation's DefaultInstanceName, so a seeded host
+    (no activation of its own) has none, and every host of one activation shares it."""
     now = _utcnow()
     return {
         "InstanceId": host.instance_id,
@@ -240,12 +247,23 @@ def _instance_information(host: HostSpec) -> dict[str, Any]:
         "IamRole": "ecsAnywhereRole",
         "RegistrationDate": now,
         "ResourceType": "ManagedInstance",
-        "Name": host.hostname,
         "IPAddress": host.ip_address,
-        "ComputerName": host.hostname,
+        "ComputerName": host.fqdn,
         "SourceId": host.instance_id,
         "SourceType": "AWS::SSM::ManagedInstance",
     }
+
+
+def set_computer_name(region: str, instance_id: str, computer_name: str) -> None:
+    """The host's fully qualified name as SSM reports it (`ComputerName`)."""
+    sandbox = world()
+    with sandbox.lock:
+        host = sandbox.hosts.get(instance_id)
+        if host is not None:
+            host.computer_name = computer_name
+        info = _ssm_instances(region).get(instance_id)
+        if info is not None:
+            info["ComputerName"] = computer_name
 
 
 def set_ping_status(region: str, instance_id: str, status: str) -> None:
@@ -256,30 +274,71 @@ def set_ping_status(region: str, instance_id: str, status: str) -> None:
 
 
 def lost_host_reason(instance_id: str) -> str:
-    """The `stoppedReason` of a task whose host went away: ECS's wording for a container
-    instance that was stopped or terminated under its tasks."""
+    """The `stoppedReason` of a task whose EC2 container instance was stopped or terminated
+    under it (the wording the ECS console shows; only with `lose_host(..., stopped=True)`)."""
     return f"Host EC2 (instance {instance_id}) stopped/terminated"
 
 
-def lose_host(region: str, cluster: str, instance_id: str, timeout: float = 10.0) -> list[str]:
-    """The host disappears mid-task: its ECS agent disconnects (`agentConnected: false`), its
-    SSM agent stops answering (`PingStatus: ConnectionLost`), every task process it runs dies
-    with it, and its unfinished tasks go STOPPED with `lost_host_reason` and no exit code.
-    Returns the ARNs of the tasks it ran (ended here or before)."""
+def _host_runtimes(sandbox: World, instance_id: str) -> list[Any]:
+    return [r for r in sandbox.runtimes.values() if r.host.instance_id == instance_id]
+
+
+def _set_agent(region: str, cluster: str, instance_id: str, connected: bool) -> None:
+    backend = moto_module("moto.ecs.models").ecs_backends[ACCOUNT_ID][region]
+    for instance in backend.container_instances.get(cluster, {}).values():
+        if instance.ec2_instance_id == instance_id:
+            instance.agent_connected = connected
+
+
+def lose_host(
+    region: str,
+    cluster: str,
+    instance_id: str,
+    timeout: float = 10.0,
+    *,
+    stopped: bool = False,
+    stop_code: str | None = None,
+) -> list[str]:
+    """The host goes dark mid-task. By default as on ECS Anywhere: its ECS agent
+    disconnects (`agentConnected: false`), its SSM agent stops answering (`PingStatus:
+    ConnectionLost`), and its tasks stay RUNNING to the API (ECS cannot reach an external
+    host to stop them, and the agent "disconnects and reconnects several times per hour as
+    a part of its normal operation": ECS developer guide, "Amazon ECS container instance
+    state change events", ecs_container_instance_events.html). The sandbox freezes the task
+    processes (SIGSTOP) and holds every report until `restore_host`.
+
+    With `stopped`, what ECS does when an EC2 container instance is stopped or terminated
+    ("the tasks running on it are transitioned to STOPPED", same page): every task process
+    dies with the host and its unfinished tasks go STOPPED with `lost_host_reason`,
+    `stop_code` (none unless given, e.g. "InfrastructureHealth", an enum value of
+    botocore's TaskStopCode) and no exit code. Returns the ARNs of the host's tasks."""
     sandbox = world()
-    ecs_backends = moto_module("moto.ecs.models").ecs_backends
-    backend = ecs_backends[ACCOUNT_ID][region]
     with sandbox.lock:
-        runtimes = [r for r in sandbox.runtimes.values() if r.host.instance_id == instance_id]
-        for instance in backend.container_instances.get(cluster, {}).values():
-            if instance.ec2_instance_id == instance_id:
-                instance.agent_connected = False
+        runtimes = _host_runtimes(sandbox, instance_id)
+        _set_agent(region, cluster, instance_id, False)
     set_ping_status(region, instance_id, "ConnectionLost")
+    if not stopped:
+        for runtime in runtimes:
+            runtime.freeze()
+        return [r.task_arn for r in runtimes]
     reason = lost_host_reason(instance_id)
     for runtime in runtimes:
-        runtime.lose(reason)
+        runtime.lose(reason, stop_code)
     for runtime in runtimes:
         runtime.join(timeout)
+    return [r.task_arn for r in runtimes]
+
+
+def restore_host(region: str, cluster: str, instance_id: str) -> list[str]:
+    """The host is back: agents connected, task processes go on, and what its agent held
+    back (a container that ended, a StopTask) reaches the API. The ARNs of its tasks."""
+    sandbox = world()
+    with sandbox.lock:
+        runtimes = _host_runtimes(sandbox, instance_id)
+        _set_agent(region, cluster, instance_id, True)
+    set_ping_status(region, instance_id, "Online")
+    for runtime in runtimes:
+        runtime.thaw()
     return [r.task_arn for r in runtimes]
 
 
@@ -647,6 +706,12 @@ def _activation_location(activation: dict[str, Any]) -> str | None:
     return None
 
 
+def _name_from(info: dict[str, Any], activation: dict[str, Any]) -> None:
+    """SSM `Name`: the activation's DefaultInstanceName, absent when it has none."""
+    if activation.get("DefaultInstanceName"):
+        info["Name"] = activation["DefaultInstanceName"]
+
+
 def join_host(
     hostname: Any,
     activation_id: Any,
@@ -746,7 +811,7 @@ def join_host(
         info = _ssm_instances(region)[host.instance_id]
         info["ActivationId"] = activation_id
         info["IamRole"] = activation["IamRole"]
-        info["Name"] = activation.get("DefaultInstanceName") or hostname
+        _name_from(info, activation)
         info["RegistrationDate"] = now
         activation["RegistrationsCount"] += 1
     return host
@@ -950,12 +1015,40 @@ def launch(backend: Any, task: Any, instance: Any) -> None:
 
 # ECS keeps a stopped task describable for about an hour, then forgets it.
 STOPPED_TASK_SECONDS = 3600.0
+# A RunTask clientToken lives for the lesser of 24 hours and the lifetime of its tasks
+# (created -> the last one STOPPED) plus one hour; a replay for a task stopped under an hour
+# ago answers only its ARN, last status and desired status (ECS API Reference, "Ensuring
+# idempotency", https://docs.aws.amazon.com/AmazonECS/latest/APIReference/ECS_Idempotency.html
+# #RunTaskIdempotency, "RunTask retry rules and responses").
+TOKEN_AFTER_STOP_SECONDS = 3600.0
+STOPPED_REPLAY_FIELDS = ("taskArn", "lastStatus", "desiredStatus")
+FINAL_STATUSES = ("STOPPED", "DELETED")
+
+
+def _stopped_for(task: Any, now: float) -> float | None:
+    """How long ago (sandbox clock) the task reached STOPPED; None while it has not."""
+    stopped = getattr(task, "stopped_on_sandbox_clock", None)
+    if task.last_status not in FINAL_STATUSES or stopped is None:
+        return None
+    return now - float(stopped)
+
+
+def _show_deleted(task: Any, sandbox: World, now: float) -> None:
+    """DELETED "is a transition state when a task stops ... not displayed in the console,
+    but is displayed in describe-tasks" (ECS developer guide, "Amazon ECS task lifecycle",
+    https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task-lifecycle-explanation.html).
+    ECS documents no delay; the sandbox shows it `World.deleted_after` seconds after STOPPED
+    (off by default: None)."""
+    age = _stopped_for(task, now)
+    if sandbox.deleted_after is not None and age is not None and age >= sandbox.deleted_after:
+        task.last_status = "DELETED"
 
 
 def forget_expired(sandbox: World) -> int:
     """Forget what ECS forgets, by the sandbox clock: STOPPED tasks an hour after they
-    stopped, clientTokens after 24 hours (a token whose tasks are all forgotten goes with
-    them). Keeps the sandbox's memory flat however long it runs. How many tasks went."""
+    stopped, clientTokens when their time to live is over (a token whose tasks are all
+    forgotten goes with them); show DELETED where the sandbox is asked to. Keeps the
+    sandbox's memory flat however long it runs. How many tasks went."""
     backends = moto_module("moto.ecs.models").ecs_backends[ACCOUNT_ID]
     now = sandbox.clock.now()
     forgotten: list[Any] = []
@@ -964,20 +1057,17 @@ def forget_expired(sandbox: World) -> int:
             backend = backends[region]
             for tasks in backend.tasks.values():
                 for arn, task in list(tasks.items()):
-                    stopped = getattr(task, "stopped_on_sandbox_clock", None)
+                    _show_deleted(task, sandbox, now)
+                    age = _stopped_for(task, now)
                     if (
-                        task.last_status == "STOPPED"
-                        and stopped is not None
-                        and now - stopped >= STOPPED_TASK_SECONDS
+                        age is not None
+                        and age >= STOPPED_TASK_SECONDS
                         and arn not in sandbox.runtimes
                     ):
                         forgotten.append(tasks.pop(arn))
             tokens = _tokens(backend)
             for key, remembered in list(tokens.items()):
-                known = backend.tasks.get(key[0], {})
-                if now - remembered["at"] >= DAY_SECONDS or not any(
-                    arn in known for arn in remembered["tasks"]
-                ):
+                if not _token_alive(backend, key[0], remembered, now):
                     del tokens[key]
         if forgotten:
             # moto also keeps every model it ever made (for its reset): let these go too.
@@ -987,106 +1077,236 @@ def forget_expired(sandbox: World) -> int:
     return len(forgotten)
 
 
+def _token_alive(backend: Any, cluster: str, remembered: dict[str, Any], now: float) -> bool:
+    """min(24 h, the tasks' lifetime + 1 h): the lifetime ends when the last of the
+    token's tasks reached STOPPED (ECS_Idempotency.html, "Idempotency for RunTask")."""
+    if now - remembered["at"] >= DAY_SECONDS:
+        return False
+    known = backend.tasks.get(cluster, {})
+    tasks = [known[arn] for arn in remembered["tasks"] if arn in known]
+    if not tasks:
+        return False
+    ages = [_stopped_for(task, now) for task in tasks]
+    if any(age is None for age in ages):
+        return True
+    return min(a for a in ages if a is not None) < TOKEN_AFTER_STOP_SECONDS
+
+
+def _replayed(task: Any, now: float) -> Any:
+    """A task as a replayed RunTask shows it: whole while it has not stopped, else only
+    `taskArn`, `lastStatus` and `desiredStatus` (ECS_Idempotency.html, "RunTask retry
+    rules and responses": "Tasks that have been stopped for under an hour only include the
+    task ARN, last status, and desired status")."""
+    if _stopped_for(task, now) is None:
+        return task
+    return {"taskArn": task.task_arn, "lastStatus": task.last_status, "desiredStatus": "STOPPED"}
+
+
+def _replay(
+    backend: Any, cluster: Any, token: str, fingerprint: str, sandbox: World
+) -> tuple[list[Any], list[Any]] | None:
+    """The answer to a RunTask whose clientToken is still alive in this cluster (the same
+    parameters: the original result; others: ConflictException with the token's tasks as
+    `resourceIds`), or None when the token is unknown or expired."""
+    _check_token(token)
+    remembered = _tokens(backend).get((cluster.name, token))
+    now = sandbox.clock.now()
+    if not remembered or not _token_alive(backend, cluster.name, remembered, now):
+        return None
+    if remembered["fingerprint"] != fingerprint:
+        raise _ecs_error(
+            "ConflictException",
+            "The specified clientToken is already in use with a different RunTask request.",
+            resourceIds=list(remembered["tasks"]),
+        )
+    by_arn = backend.tasks.get(cluster.name, {})
+    tasks = [_replayed(by_arn[a], now) for a in remembered["tasks"] if a in by_arn]
+    return tasks, list(remembered["failures"])
+
+
+# RunTask limits (ECS API Reference, RunTask and Tag: botocore's ecs service-2.json carries
+# the same numbers): tags at most 50 per task, keys 1-128 and values 0-256 characters of
+# `[\p{L}\p{Z}\p{N}_.:/=+\-@]`, no `aws:` prefix in any case on keys or values; overrides at
+# most 8192 characters "including the JSON formatting characters"; an expression at most
+# 2000 characters; at most 10 placement constraints (task definition's included).
+MAX_TAGS = 50
+MAX_TAG_KEY = 128
+MAX_TAG_VALUE = 256
+MAX_OVERRIDES_CHARACTERS = 8192
+MAX_EXPRESSION_CHARACTERS = 2000
+MAX_PLACEMENT_CONSTRAINTS = 10
+_TAG_PUNCTUATION = frozenset("_.:/=+-@")
+
+
+def _tag_text(text: str) -> bool:
+    """`[\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*`: Unicode letters, separators, numbers and those marks."""
+    return all(unicodedata.category(c)[0] in "LZN" or c in _TAG_PUNCTUATION for c in text)
+
+
+def _tag_problem(tag: dict[str, Any]) -> str | None:
+    key, value = str(tag.get("key") or ""), str(tag.get("value") or "")
+    if not 1 <= len(key) <= MAX_TAG_KEY:
+        return f"Tag key must be 1-{MAX_TAG_KEY} characters: {key[:40]!r}."
+    if len(value) > MAX_TAG_VALUE:
+        return f"Tag value of {key!r} must be at most {MAX_TAG_VALUE} characters."
+    for text in (key, value):
+        if not _tag_text(text):
+            return f"Tag {key!r} has characters outside [\\p{{L}}\\p{{Z}}\\p{{N}}_.:/=+\\-@]."
+        if text.lower().startswith("aws:"):
+            return f"Tag {key!r}: the aws: prefix is reserved for AWS use."
+    return None
+
+
+def _check_tags(tags: list[dict[str, Any]]) -> None:
+    """Tags with the `aws:` prefix do not count against the limit (they are refused here
+    anyway: a RunTask caller may not set them)."""
+    if len(tags) > MAX_TAGS:
+        raise _invalid(f"Too many tags: {len(tags)} given, at most {MAX_TAGS} are allowed.")
+    keys = [str(t.get("key")) for t in tags]
+    if len(set(keys)) != len(keys):
+        raise _invalid("Each tag key must be unique; a key can have only one value.")
+    for tag in tags:
+        problem = _tag_problem(tag)
+        if problem:
+            raise _invalid(problem)
+
+
+def _check_constraints(constraints: list[dict[str, Any]]) -> None:
+    if len(constraints) > MAX_PLACEMENT_CONSTRAINTS:
+        raise _invalid(
+            f"At most {MAX_PLACEMENT_CONSTRAINTS} placement constraints are allowed for a "
+            "task (including those in the task definition)."
+        )
+    for constraint in constraints:
+        if constraint.get("type") != "memberOf":
+            continue
+        expression = str(constraint.get("expression") or "")
+        if len(expression) > MAX_EXPRESSION_CHARACTERS:
+            raise _invalid(
+                f"Placement constraint expression must be at most {MAX_EXPRESSION_CHARACTERS} "
+                f"characters ({len(expression)} given)."
+            )
+        try:
+            parse_expression(expression)
+        except ExpressionError as error:
+            raise _invalid(f"Invalid placement constraint expression: {error}") from None
+
+
+def _check_run_task(params: dict[str, Any], task_definition: Any) -> list[dict[str, Any]]:
+    """Refuse what ECS refuses before placing anything; the request's and the task
+    definition's placement constraints together."""
+    if params.get("launchType") == "EXTERNAL" and "EXTERNAL" not in task_definition.compatibilities:
+        raise _ecs_error(
+            "ClientException", "Task definition does not support launch_type EXTERNAL."
+        )
+    count = int(params.get("count") or 1)
+    if not 1 <= count <= MAX_RUN_TASK_COUNT:
+        raise _invalid("count must be between 1 and 10.")
+    _check_tags(list(params.get("tags") or []))
+    overrides = params.get("overrides") or {}
+    size = len(json.dumps(overrides, separators=(",", ":")))
+    if size > MAX_OVERRIDES_CHARACTERS:
+        # The wording ECS answers (seen by its users, e.g. convox/rack#1906).
+        raise _invalid(f"Container Overrides length must be at most {MAX_OVERRIDES_CHARACTERS}")
+    constraints = list(params.get("placementConstraints") or []) + list(
+        task_definition.placement_constraints or []
+    )
+    _check_constraints(constraints)
+    return constraints
+
+
+def _choose(
+    sandbox: World,
+    registered: list[Any],
+    active: list[Any],
+    constraints: list[dict[str, Any]],
+    size: tuple[int, int],
+    excluded: set[str],
+) -> tuple[Any | None, list[dict[str, str]]]:
+    """The instance the next task goes to (the least busy of those that fit, or the one a
+    `misplace` fault names), else None and ECS's reason for each instance."""
+    if sandbox.misplace:
+        wanted = sandbox.misplace.pop(0)
+        fits = [i for i in registered if i.id == wanted]
+        reasons: list[dict[str, str]] = []
+    else:
+        fits, reasons = _placement_failures(active, constraints, size[0], size[1], excluded)
+    if not fits:
+        return None, reasons
+    fits.sort(key=lambda i: (i.running_tasks_count + i.pending_tasks_count, i.registered_at))
+    return fits[0], []
+
+
+def _place(
+    backend: Any, cluster: Any, task_definition: Any, params: dict[str, Any], sandbox: World
+) -> tuple[list[tuple[Any, Any]], list[dict[str, str]]]:
+    """Place `count` tasks one by one: what fits starts, and the first task that fits
+    nowhere ends the placement with ECS's `failures` for it, in the same answer."""
+    constraints = _check_run_task(params, task_definition)
+    registered = list(backend.container_instances.get(cluster.name, {}).values())
+    active = [i for i in registered if i.status == "ACTIVE"]
+    if not active:
+        raise _invalid("No Container Instances were found in your cluster.")
+    overrides = params.get("overrides") or {}
+    size = _task_size(task_definition, overrides)
+    distinct = any(c.get("type") == "distinctInstance" for c in constraints)
+    placed: list[tuple[Any, Any]] = []
+    used: set[str] = set()
+    for _ in range(int(params.get("count") or 1)):
+        chosen, failures = _choose(
+            sandbox, registered, active, constraints, size, used if distinct else set()
+        )
+        if chosen is None:
+            return placed, failures
+        used.add(chosen.container_instance_arn)
+        task = new_task(
+            backend,
+            cluster,
+            task_definition,
+            chosen,
+            overrides=overrides,
+            started_by=params.get("startedBy") or "",
+            tags=list(params.get("tags") or []),
+            launch_type=params.get("launchType") or "",
+            group=params.get("group") or f"family:{task_definition.family}",
+        )
+        placed.append((task, chosen))
+    return placed, []
+
+
 def run_task(backend: Any, params: dict[str, Any], sandbox: World) -> tuple[list[Any], list[Any]]:
-    """RunTask for EC2/EXTERNAL launch types with ECS's placement and idempotency rules."""
+    """RunTask for EC2/EXTERNAL launch types with ECS's placement and idempotency rules:
+    the tasks (moto Tasks; a replay's stopped ones as the short dicts ECS answers) and the
+    failures."""
     cluster = backend._get_cluster(params.get("cluster") or "default")
     token = params.get("clientToken")
     fingerprint = _fingerprint({k: params.get(k) for k in _RUN_TASK_PARAMETERS})
     with sandbox.lock:
         if token is not None:
-            _check_token(str(token))
-            remembered = _tokens(backend).get((cluster.name, str(token)))
-            if remembered and sandbox.clock.now() - remembered["at"] < DAY_SECONDS:
-                if remembered["fingerprint"] != fingerprint:
-                    raise _ecs_error(
-                        "ConflictException",
-                        "The specified clientToken is already in use with a different "
-                        "RunTask request.",
-                        resourceIds=list(remembered["tasks"]),
-                    )
-                by_arn = backend.tasks.get(cluster.name, {})
-                return [by_arn[a] for a in remembered["tasks"] if a in by_arn], []
-
+            replayed = _replay(backend, cluster, str(token), fingerprint, sandbox)
+            if replayed is not None:
+                return replayed
         task_definition = backend.describe_task_definition(params["taskDefinition"])
-        launch_type = params.get("launchType") or ""
-        if launch_type == "EXTERNAL" and "EXTERNAL" not in task_definition.compatibilities:
-            raise _ecs_error(
-                "ClientException", "Task definition does not support launch_type EXTERNAL."
-            )
-        count = int(params.get("count") or 1)
-        if not 1 <= count <= MAX_RUN_TASK_COUNT:
-            raise _invalid("count must be between 1 and 10.")
-        constraints = list(params.get("placementConstraints") or []) + list(
-            task_definition.placement_constraints or []
-        )
-        for constraint in constraints:
-            if constraint.get("type") == "memberOf":
-                try:
-                    parse_expression(str(constraint.get("expression") or ""))
-                except ExpressionError as error:
-                    raise _invalid(f"Invalid placement constraint expression: {error}") from None
-        distinct = any(c.get("type") == "distinctInstance" for c in constraints)
-        registered = list(backend.container_instances.get(cluster.name, {}).values())
-        active = [i for i in registered if i.status == "ACTIVE"]
-        if not active:
-            raise _invalid("No Container Instances were found in your cluster.")
-        overrides = params.get("overrides") or {}
-        cpu, memory = _task_size(task_definition, overrides)
-        group = params.get("group") or f"family:{task_definition.family}"
-        tasks: list[Any] = []
-        failures: list[dict[str, str]] = []
-        used: set[str] = set()
-        for _ in range(count):
-            if sandbox.misplace:
-                wanted = sandbox.misplace.pop(0)
-                fits = [i for i in registered if i.id == wanted]
-                reasons: list[dict[str, str]] = []
-            else:
-                fits, reasons = _placement_failures(
-                    active, constraints, cpu, memory, used if distinct else set()
-                )
-            if not fits:
-                failures.extend(reasons)
-                break
-            fits.sort(
-                key=lambda i: (i.running_tasks_count + i.pending_tasks_count, i.registered_at)
-            )
-            chosen = fits[0]
-            used.add(chosen.container_instance_arn)
-            tasks.append(
-                (
-                    new_task(
-                        backend,
-                        cluster,
-                        task_definition,
-                        chosen,
-                        overrides=overrides,
-                        started_by=params.get("startedBy") or "",
-                        tags=list(params.get("tags") or []),
-                        launch_type=launch_type,
-                        group=group,
-                    ),
-                    chosen,
-                )
-            )
-        if token is not None and tasks:
+        placed, failures = _place(backend, cluster, task_definition, params, sandbox)
+        if token is not None and placed:
             _tokens(backend)[(cluster.name, str(token))] = {
                 "fingerprint": fingerprint,
-                "tasks": [t.task_arn for t, _ in tasks],
+                "tasks": [t.task_arn for t, _ in placed],
+                "failures": failures,
                 "at": sandbox.clock.now(),
             }
-    for task, instance in tasks:
+    for task, instance in placed:
         launch(backend, task, instance)
-    return [t for t, _ in tasks], failures
+    return [t for t, _ in placed], failures
 
 
 def _run_task_response(original: Any) -> Any:
     def handler(self: Any) -> Any:
         """RunTask: the task definition may be EXTERNAL; `memberOf` constraints are judged
-        with residency's own evaluator; CPU and memory are honoured; ECS-shaped `failures`
-        when nothing fits; `clientToken` makes the request idempotent for 24 hours
-        (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/ECS_Idempotency.html:
-        same token and parameters -> the original tasks; other parameters -> ConflictException)."""
+        with residency's own evaluator; CPU and memory are honoured; with `count` > 1 what
+        fits starts and ECS-shaped `failures` for the rest come in the same answer;
+        `clientToken` makes the request idempotent (ECS_Idempotency.html: same token and
+        parameters -> the original result; other parameters -> ConflictException)."""
         sandbox = world()
         launch_type = self._get_param("launchType")
         if (
@@ -1179,6 +1399,10 @@ def _stop_task(original: Any) -> Any:
             if task is None:
                 raise _invalid("The referenced task was not found.")
             runtime = sandbox.runtimes.get(task.task_arn)
+            # "Any tags associated with the task will be deleted" (StopTask, ECS API
+            # Reference; botocore's ecs service-2.json says the same). Only StopTask does it:
+            # a task that ends by itself keeps its tags until ECS forgets it.
+            task.tags = []
             if task.last_status != "STOPPED":
                 task.desired_status = "STOPPED"
                 task.stop_code = "UserInitiated"
@@ -1239,6 +1463,172 @@ def _describe_tasks_response(original: Any) -> Any:
     return handler
 
 
+# --- List* -------------------------------------------------------------------------------
+#
+# ListTasks, ListContainerInstances and ListAttributes answer at most `maxResults` (1-100,
+# default 100) with a `nextToken` for the rest (ECS API Reference of each; botocore's
+# ecs service-2.json documents the same).
+
+MAX_LIST_RESULTS = 100
+_TASK_DESIRED_STATUSES = ("RUNNING", "PENDING", "STOPPED")
+_INSTANCE_STATUSES = (
+    "ACTIVE",
+    "DRAINING",
+    "REGISTERING",
+    "DEREGISTERING",
+    "REGISTRATION_FAILED",
+    "INACTIVE",
+)
+
+
+def _page(responder: Any, items: list[Any], key: str) -> Any:
+    """One page of `items` as `{key: [...], nextToken?}`; the token is the next offset,
+    prefixed so that a token from another operation is refused."""
+    ActionResult = moto_module("moto.core.responses").ActionResult
+
+    size = responder._get_param("maxResults")
+    size = MAX_LIST_RESULTS if size is None else size
+    if not isinstance(size, int) or not 1 <= size <= MAX_LIST_RESULTS:
+        raise _invalid(f"maxResults must be between 1 and {MAX_LIST_RESULTS}.")
+    token = responder._get_param("nextToken")
+    start = 0
+    if token is not None:
+        prefix, _, offset = str(token).partition(":")
+        if prefix != key or not offset.isdigit():
+            raise _invalid("The nextToken is not valid.")
+        start = int(offset)
+    result: dict[str, Any] = {key: items[start : start + size]}
+    if start + size < len(items):
+        result["nextToken"] = f"{key}:{start + size}"
+    return ActionResult(result)
+
+
+def _task_matches(task: Any, responder: Any, backend: Any) -> bool:
+    desired = responder._get_param("desiredStatus") or "RUNNING"
+    if task.desired_status != desired:
+        return False
+    instance = responder._get_param("containerInstance")
+    if (
+        instance
+        and (task.container_instance_arn or "").rsplit("/", 1)[-1] != instance.rsplit("/", 1)[-1]
+    ):
+        return False
+    family = responder._get_param("family")
+    if family and task.task_definition_arn.rsplit("/", 1)[-1].split(":")[0] != family:
+        return False
+    started_by = responder._get_param("startedBy")
+    if started_by and task.started_by != started_by:
+        return False
+    launch_type = responder._get_param("launchType")
+    return not launch_type or task.launch_type == launch_type
+
+
+def _list_tasks_response(original: Any) -> Any:
+    def handler(self: Any) -> Any:
+        """ListTasks: "The default status filter is RUNNING" (ListTasksRequest.desiredStatus,
+        ECS API Reference): stopped tasks only with `desiredStatus=STOPPED`, and PENDING
+        never matches (ECS never sets it as a desired status); the cluster by exact name;
+        `containerInstance`, `family`, `startedBy`, `launchType` filters; pages of 100."""
+        if not world().enabled:
+            return original(self)
+        desired = self._get_param("desiredStatus")
+        if desired is not None and desired not in _TASK_DESIRED_STATUSES:
+            raise _invalid(f"desiredStatus must be one of {', '.join(_TASK_DESIRED_STATUSES)}.")
+        backend = self.ecs_backend
+        cluster = backend._get_cluster(self._get_param("cluster") or "default")
+        with world().lock:
+            arns = [
+                task.task_arn
+                for task in backend.tasks.get(cluster.name, {}).values()
+                if _task_matches(task, self, backend)
+            ]
+        return _page(self, arns, "taskArns")
+
+    return handler
+
+
+def instance_fields(instance: Any) -> dict[str, str]:
+    """What the cluster query language can ask of a container instance (ECS developer guide,
+    "Cluster query language": attribute:NAME, ec2InstanceId, agentConnected, agentVersion,
+    runningTasksCount; the ordering operators and registeredAt/task:group are beyond
+    residency's evaluator, which refuses them)."""
+    fields = _instance_fields(instance)
+    fields.setdefault("agentConnected", "true" if instance.agent_connected else "false")
+    fields.setdefault("agentVersion", str((instance.version_info or {}).get("agentVersion", "")))
+    fields.setdefault("runningTasksCount", str(instance.running_tasks_count))
+    return fields
+
+
+def _filter_matches(expression: str | None, instance: Any) -> bool:
+    if not expression:
+        return True
+    try:
+        return evaluate(expression, instance_fields(instance))
+    except ExpressionError as error:
+        raise _invalid(f"Invalid filter expression: {error}") from None
+
+
+def _list_container_instances_response(original: Any) -> Any:
+    def handler(self: Any) -> Any:
+        """ListContainerInstances: `filter` in the cluster query language, judged with
+        residency's own evaluator (placement.py) on each instance's attributes and built-in
+        fields; `status` (default: every status but INACTIVE); pages of 100
+        (ListContainerInstances, ECS API Reference)."""
+        if not world().enabled:
+            return original(self)
+        status = self._get_param("status")
+        if status is not None and status not in _INSTANCE_STATUSES:
+            raise _invalid(f"status must be one of {', '.join(_INSTANCE_STATUSES)}.")
+        expression = self._get_param("filter")
+        backend = self.ecs_backend
+        cluster = backend._get_cluster(self._get_param("cluster") or "default")
+        with world().lock:
+            instances = sorted(
+                backend.container_instances.get(cluster.name, {}).values(),
+                key=lambda i: (i.registered_at, i.container_instance_arn),
+            )
+            arns = [
+                i.container_instance_arn
+                for i in instances
+                if (i.status == status if status else i.status != "INACTIVE")
+                and _filter_matches(expression, i)
+            ]
+        return _page(self, arns, "containerInstanceArns")
+
+    return handler
+
+
+def _list_attributes_response(original: Any) -> Any:
+    def handler(self: Any) -> Any:
+        """ListAttributes for `targetType` container-instance in one cluster (default
+        "default"): every attribute of every instance, or those named `attributeName`
+        (with `attributeValue`, of that value too; a value needs a name: ListAttributesRequest,
+        ECS API Reference); pages of 100. moto matches a name only together with a value."""
+        if not world().enabled:
+            return original(self)
+        if self._get_param("targetType") != "container-instance":
+            raise _invalid("targetType must be container-instance.")
+        name = self._get_param("attributeName")
+        value = self._get_param("attributeValue")
+        if value is not None and not name:
+            raise _invalid("attributeValue requires attributeName.")
+        backend = self.ecs_backend
+        cluster = backend._get_cluster(self._get_param("cluster") or "default")
+        found = []
+        with world().lock:
+            for instance in backend.container_instances.get(cluster.name, {}).values():
+                for key, current in instance.attributes.items():
+                    if (name and key != name) or (value is not None and current != value):
+                        continue
+                    item = {"name": key, "targetId": instance.container_instance_arn}
+                    if current is not None:
+                        item["value"] = current
+                    found.append(item)
+        return _page(self, found, "attributes")
+
+    return handler
+
+
 def install() -> None:
     """Patch moto once per process (idempotent); inert until `world().enabled`."""
     global _installed
@@ -1261,6 +1651,14 @@ def install() -> None:
     EC2ContainerServiceResponse.describe_tasks = _describe_tasks_response(
         EC2ContainerServiceResponse.describe_tasks
     )
+    for name, patch in (
+        ("list_tasks", _list_tasks_response),
+        ("list_container_instances", _list_container_instances_response),
+        ("list_attributes", _list_attributes_response),
+    ):
+        setattr(
+            EC2ContainerServiceResponse, name, patch(getattr(EC2ContainerServiceResponse, name))
+        )
     SimpleSystemManagerResponse.describe_instance_information = _describe_instance_information
     SimpleSystemManagerResponse.create_activation = _create_activation
     SimpleSystemManagerResponse.describe_activations = _describe_activations

@@ -5,7 +5,8 @@ A map's folder may hold, beside `residency.yaml`:
 - `data/<location>/`: copied to the `/data` folder of every simulated host of that location,
   which is labelled with the location (`.residency-label.json`, the jobs' data guard reads it);
 - `sandbox.json`: `images` (image -> container path and local folder candidates),
-  `buckets` (name -> region) and `host_resources` (cpu, memory).
+  `buckets` (name -> region), `host_resources` (cpu, memory) and `domain` (the hosts' DNS
+  domain: SSM then reports `ComputerName` as the fully qualified `<hostname>.<domain>`).
 The example map (ACME) ships inside the package, so the sandbox needs nothing else.
 """
 
@@ -55,6 +56,7 @@ class Bundle:
     buckets: dict[str, str] = field(default_factory=dict)
     host_cpu: int = 2048
     host_memory: int = 3840
+    domain: str | None = None  # hosts' DNS domain: SSM ComputerName is hostname.domain
 
 
 def load_bundle(map_path: Path) -> Bundle:
@@ -88,6 +90,7 @@ def load_bundle(map_path: Path) -> Bundle:
         buckets={str(k): str(v) for k, v in (extras.get("buckets") or {}).items()},
         host_cpu=int(resources.get("cpu", 2048)),
         host_memory=int(resources.get("memory", 3840)),
+        domain=str(extras["domain"]).strip(".") if extras.get("domain") else None,
     )
 
 
@@ -230,6 +233,7 @@ def seed(
             cpu=bundle.host_cpu,
             memory=bundle.host_memory,
             location=location,
+            computer_name=f"{hostname}.{bundle.domain}" if bundle.domain else None,
         )
         hosts[hostname] = SimHost(
             hostname, host.instance_id, host.container_instance_arn, location, data_dir

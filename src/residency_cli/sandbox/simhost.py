@@ -17,9 +17,13 @@ Real ECS behaviour mirrored here (https://docs.aws.amazon.com/AmazonECS/latest/d
 - StopTask is `docker stop`: SIGTERM, SIGKILL after the container's stopTimeout (default
   30 s); a process ended by SIGTERM exits 143 (128 + 15), `stopCode: UserInitiated`;
 - the container's main process ending ends the container: leftover children are killed;
-- a host that is lost (`lose`: the machine is gone) takes its containers with it: the task
-  stops with the host's loss as `stoppedReason`, no `stopCode` and no container exit code
-  (nothing on the host could report one).
+- an ECS Anywhere host that goes dark (`freeze`: power or network gone) stops reporting:
+  its agent is disconnected and its tasks stay RUNNING to the API; the sandbox freezes the
+  task processes (SIGSTOP) and holds every report (and StopTask's signals) until the host
+  comes back (`thaw`), when the task goes on to its real end;
+- a host whose tasks the control plane ends (`lose`: an EC2 instance stopped or terminated)
+  takes its containers with it: the task stops with the host's loss as `stoppedReason`, no
+  container exit code (nothing on the host could report one).
 """
 
 from __future__ import annotations
@@ -204,6 +208,7 @@ def plan_containers(
             stop_timeout=float(container.get("stopTimeout") or DEFAULT_STOP_TIMEOUT),
         )
         if log is not None:
+            _check_log_credentials(task_definition, host)
             plan.log_region = log.get("awslogs-region") or world.region
             plan.log_group = log.get("awslogs-group")
             prefix = log.get("awslogs-stream-prefix")
@@ -211,6 +216,24 @@ def plan_containers(
             _prepare_log_stream(plan, log.get("awslogs-create-group") == "true")
         plans.append(plan)
     return plans
+
+
+# On external instances the awslogs driver needs the task execution role ("Your task is hosted
+# on AWS Fargate or on external instances and ... sends container logs to CloudWatch Logs
+# using the awslogs log driver": ECS developer guide, "IAM roles for Amazon ECS",
+# https://docs.aws.amazon.com/AmazonECS/latest/developerguide/security-ecs-iam-role-overview.html).
+# Without it Docker's driver looks for its own credentials, which an ECS Anywhere host does not
+# have, and the container cannot start (the daemon's wording: aws/amazon-ecs-agent#805).
+NO_LOG_CREDENTIALS = (
+    "CannotStartContainerError: Error response from daemon: failed to initialize logging "
+    "driver: failed to create Cloudwatch log stream: NoCredentialProviders: no valid "
+    "providers in chain. Deprecated."
+)
+
+
+def _check_log_credentials(task_definition: Any, host: HostSpec) -> None:
+    if not getattr(task_definition, "execution_role_arn", None) and not host.daemon_credentials:
+        raise StartFailure(NO_LOG_CREDENTIALS)
 
 
 def _logs_backend(region: str) -> Any:
@@ -251,6 +274,10 @@ class TaskRuntime:
         self.stop_requested = threading.Event()
         self._killed = False
         self._lost: str | None = None
+        self._lost_code: str | None = None
+        self._connected = threading.Event()  # cleared while the host is dark
+        self._connected.set()
+        self._stop_deferred = False
         self._thread = threading.Thread(
             target=self._run, name=f"task-{self.task_arn[-8:]}", daemon=True
         )
@@ -268,8 +295,12 @@ class TaskRuntime:
     # --- stopping -----------------------------------------------------------------------
 
     def request_stop(self) -> None:
-        """StopTask: SIGTERM now, SIGKILL after each container's stopTimeout."""
+        """StopTask: SIGTERM now, SIGKILL after each container's stopTimeout (a dark host's
+        agent gets the request only when it is back)."""
         self.stop_requested.set()
+        if not self._connected.is_set():
+            self._stop_deferred = True
+            return
         for running in list(self.running):
             self._signal(running.process, signal.SIGTERM)
             timer = threading.Timer(
@@ -284,11 +315,28 @@ class TaskRuntime:
         self.stop_requested.set()
         for running in list(self.running):
             self._signal(running.process, signal.SIGKILL)
+        self._connected.set()
 
-    def lose(self, reason: str) -> None:
+    def lose(self, reason: str, stop_code: str | None = None) -> None:
         """The host is gone: its processes die with it and nothing reports an exit code."""
         self._lost = reason
+        self._lost_code = stop_code
         self.kill()
+
+    def freeze(self) -> None:
+        """The host goes dark: its processes stop where they are, its agent reports nothing."""
+        self._connected.clear()
+        for running in list(self.running):
+            self._signal(running.process, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """The host is back: processes go on, held reports and stop requests go through."""
+        for running in list(self.running):
+            self._signal(running.process, signal.SIGCONT)
+        self._connected.set()
+        if self._stop_deferred:
+            self._stop_deferred = False
+            self.request_stop()
 
     @staticmethod
     def _signal(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
@@ -356,6 +404,8 @@ class TaskRuntime:
                 pump.start()
                 running.pumps.append(pump)
             self.running.append(running)
+        if not self._connected.is_set():  # the host went dark while they started
+            self.freeze()
         self.world.write_pgids()
         self._mark_running()
         if self.stop_requested.is_set():
@@ -406,6 +456,7 @@ class TaskRuntime:
     # --- reporting to the control plane -------------------------------------------------
 
     def _mark_running(self) -> None:
+        self._connected.wait()  # a dark host's agent reports when it is back
         now = utcnow()
         with self.world.lock:
             task = self.task
@@ -428,6 +479,7 @@ class TaskRuntime:
                 cluster.running_tasks_count += 1
 
     def _finish(self, stop_code: str | None = None, reason: str | None = None) -> None:
+        self._connected.wait()
         now = utcnow()
         with self.world.lock:
             task = self.task
@@ -464,7 +516,7 @@ class TaskRuntime:
             _release(self.backend, task, was_running)
 
     def _lose_task(self, task: Any, now: datetime, was_running: bool) -> None:
-        task.stop_code = None
+        task.stop_code = self._lost_code
         task.stopped_reason = self._lost
         for container in task.containers:
             container.last_status = "STOPPED"

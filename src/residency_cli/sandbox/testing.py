@@ -39,9 +39,11 @@ if TYPE_CHECKING:
     from residency_cli.config import Config
     from residency_cli.sandbox.state import SandboxCredentials
 
-TEST_EXECUTION_ROLE = "arn:aws:iam::123456789012:role/ecsTaskExecutionRole"
 TEST_IMAGE = "sandbox/shell:latest"
 TEST_LOG_GROUP = "/residency/tests"
+# awslogs on an external instance needs the task execution role (see simhost).
+TEST_EXECUTION_ROLE = "arn:aws:iam::123456789012:role/ecsTaskExecutionRole"
+_DEFAULT = object()
 
 
 class SandboxFixture:
@@ -209,7 +211,24 @@ class SandboxFixture:
         self._set_agent(reference, False, "ConnectionLost" if ssm_offline else None)
 
     def connect_agent(self, reference: str) -> None:
-        self._set_agent(reference, True, "Online")
+        """The host's agents are back (`agentConnected: true`, `PingStatus: Online`); a host
+        that `lose_host` took dark comes back too: its tasks go on to their real end."""
+        from residency_cli.sandbox.moto_ext import restore_host
+
+        restore_host(self.region, self.cluster, self.host(reference).instance_id)
+
+    def set_computer_name(self, reference: str, computer_name: str) -> None:
+        """What SSM reports as the host's `ComputerName` (its fully qualified name), e.g.
+        "bonus.host.acme.internal" for the map's "bonus.host"."""
+        from residency_cli.sandbox.moto_ext import set_computer_name
+
+        set_computer_name(self.region, self.host(reference).instance_id, computer_name)
+
+    def show_deleted_after(self, seconds: float | None) -> None:
+        """DescribeTasks shows a task `DELETED` this many sandbox seconds after it stopped
+        (None: never, the default); `clock.advance` gets there without waiting."""
+        with world().lock:
+            world().deleted_after = seconds
 
     def _set_agent(self, reference: str, connected: bool, ping: str | None) -> None:
         from residency_cli.sandbox.moto_ext import set_ping_status
@@ -221,15 +240,32 @@ class SandboxFixture:
         if ping is not None:
             set_ping_status(self.region, host.instance_id, ping)
 
-    def lose_host(self, reference: str, timeout: float = 10.0) -> list[str]:
-        """The host disappears mid-task (the machine is gone): its agents disconnect, its
-        task processes die, its unfinished tasks go STOPPED with `stoppedReason` "Host EC2
-        (instance mi-...) stopped/terminated" and no exit code. Returns when they have;
-        the ARNs of the tasks it ran."""
+    def lose_host(
+        self,
+        reference: str,
+        timeout: float = 10.0,
+        *,
+        stopped: bool = False,
+        stop_code: str | None = None,
+    ) -> list[str]:
+        """The host goes dark mid-task, as on ECS Anywhere: its agents disconnect
+        (`agentConnected: false`, `PingStatus: ConnectionLost`) and its tasks stay RUNNING
+        to the API, their processes frozen until `connect_agent` brings the host back.
+        With `stopped`, as when an EC2 instance is stopped: its task processes die and its
+        unfinished tasks go STOPPED with `stoppedReason` "Host EC2 (instance mi-...)
+        stopped/terminated", `stop_code` and no exit code (returns when they have). The
+        ARNs of the host's tasks."""
         from residency_cli.sandbox.moto_ext import lose_host
 
         host = self.host(reference)
-        return lose_host(self.region, self.cluster, host.instance_id, timeout)
+        return lose_host(
+            self.region,
+            self.cluster,
+            host.instance_id,
+            timeout,
+            stopped=stopped,
+            stop_code=stop_code,
+        )
 
     def _instance(self, host: SimHost) -> Any:
         ecs_backends = moto_module("moto.ecs.models").ecs_backends
@@ -262,12 +298,15 @@ class SandboxFixture:
         stream_prefix: str = "test",
         stop_timeout: int | None = None,
         essential: bool = True,
+        execution_role: Any = _DEFAULT,
         mount_points: Sequence[dict[str, Any]] = (),
         extra_containers: Sequence[dict[str, Any]] = (),
         **fields: Any,
     ) -> str:
         """Register an EXTERNAL task definition running `command` (e.g. ["sh", "-c",
-        "exit 3"] or ["python3", "-c", "print(1)"]); returns its ARN."""
+        "exit 3"] or ["python3", "-c", "print(1)"]); returns its ARN. With a log group it
+        gets TEST_EXECUTION_ROLE as `executionRoleArn` unless `execution_role` says
+        otherwise (None: none, and awslogs cannot start on an external host)."""
         definition: dict[str, Any] = {
             "name": container,
             "image": image,
@@ -297,9 +336,13 @@ class SandboxFixture:
             "containerDefinitions": [definition, *extra_containers],
             **fields,
         }
-        if log_group is not None:
-            # awslogs on ECS Anywhere needs a task execution role (pre-flight checks it).
-            request.setdefault("executionRoleArn", TEST_EXECUTION_ROLE)
+        role = (
+            (TEST_EXECUTION_ROLE if log_group else None)
+            if execution_role is _DEFAULT
+            else execution_role
+        )
+        if role is not None:
+            request.setdefault("executionRoleArn", role)
         registered = self._internal("ecs").register_task_definition(**request)
         arn = str(registered["taskDefinition"]["taskDefinitionArn"])
         self.task_definitions[family] = arn
@@ -319,7 +362,7 @@ class SandboxFixture:
     ) -> dict[str, Any]:
         """Poll (uncounted) until the task reaches `status`; AssertionError after `timeout`."""
         deadline = time.monotonic() + timeout
-        order = ["PROVISIONING", "PENDING", "ACTIVATING", "RUNNING", "STOPPED"]
+        order = ["PROVISIONING", "PENDING", "ACTIVATING", "RUNNING", "STOPPED", "DELETED"]
         while True:
             described = self.describe_task(task)
             last = described.get("lastStatus", "")

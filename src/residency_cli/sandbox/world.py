@@ -55,6 +55,16 @@ class HostSpec:
     ip_address: str
     container_instance_arn: str = ""
     location: str | None = None
+    # SSM's ComputerName is "the fully qualified host name of the managed node" (SSM API
+    # Reference, InstanceInformation); None: the host's name as given is already that.
+    computer_name: str | None = None
+    # The Docker daemon's own AWS credentials: an ECS Anywhere host has none unless its owner
+    # configured them, so the awslogs driver needs the task execution role (see simhost).
+    daemon_credentials: bool = False
+
+    @property
+    def fqdn(self) -> str:
+        return self.computer_name or self.hostname
 
     def local_path(self, host_path: str) -> Path:
         """The local folder that stands for `host_path` on this host."""
@@ -367,6 +377,8 @@ class World:
         self.images: dict[str, ImageSpec] = {}
         self.runtimes: dict[str, TaskRuntime] = {}  # by task ARN
         self.misplace: list[str] = []  # container-instance ids the next RunTasks land on
+        # Seconds after STOPPED when DescribeTasks shows a task DELETED (None: never).
+        self.deleted_after: float | None = None
         self.pgid_file: Path | None = None
         # The only credentials the server accepts (auth.py): one pair per process, made when
         # the process starts its first sandbox (`sandbox up` starts a new daemon each time).
@@ -452,6 +464,7 @@ class World:
         with self.lock:
             self.hosts.clear()
             self.misplace.clear()
+            self.deleted_after = None
             self.clock.reset()
         self.faults.clear()
         self.faults.clear_plan()
