@@ -16,7 +16,7 @@ import pytest
 from residency_cli.cli.app import main
 from residency_cli.dispatch import RunOptions
 from residency_cli.errors import AwsError
-from tests.e2e.conftest import World
+from tests.support.world import World
 
 
 def test_bonus_runs_on_its_host_with_every_log_line(world: World) -> None:
