@@ -74,11 +74,13 @@ demo: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python tools/gen_cli_docs.py
 
-# Re-resolve the lock files (needs uv and the package index). Pins in pyproject.toml,
-# docker/requirements.txt and examples/airflow/requirements.txt are kept; the rest moves to
-# the newest versions that satisfy them.
+# Re-resolve the lock files after a dependency changed (needs uv and the package index): the
+# versions already locked are kept where they still fit. `make lock LOCK_FLAGS=--upgrade`
+# moves everything to the newest versions that the pins in pyproject.toml,
+# docker/requirements.txt and examples/airflow/requirements.txt allow.
+LOCK_FLAGS ?=
 LOCK_COMPILE = "$$($(SETUP) --which-uv)" pip compile --quiet --universal --python-version 3.11 \
-	--custom-compile-command "make lock"
+	--custom-compile-command "make lock" $(LOCK_FLAGS)
 lock:
 	$(LOCK_COMPILE) --generate-hashes --extra dev pyproject.toml docker/requirements.txt -o $(LOCK)
 	$(LOCK_COMPILE) --generate-hashes requirements/awscli.in -o requirements/awscli.lock
