@@ -18,9 +18,13 @@ ifdef UV
 export UV
 endif
 
-# Extra checks contributed by mk/*.mk (each appends its target names to TEST_EXTRA).
+# Extra checks contributed by mk/*.mk (each appends its target names to TEST_EXTRA). Tests
+# that need an environment of their own add it to PYTEST_PREREQS and pass its interpreter in
+# PYTEST_ENV, so that they run in `make pytest`'s pool, beside the rest, instead of after it.
 TEST_EXTRA :=
 BENCH_TARGETS :=
+PYTEST_PREREQS :=
+PYTEST_ENV :=
 -include mk/*.mk
 
 AWSCLI_VENV := .venv-awscli
@@ -52,8 +56,9 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict src/
 
 # The AWS CLI is the independent client the end-to-end tests check the sandbox with.
-pytest: $(STAMP) $(AWSCLI_VENV)/.installed
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
+# --durations: the slowest tests are named in every run, so a slow one is noticed.
+pytest: $(STAMP) $(AWSCLI_VENV)/.installed $(PYTEST_PREREQS)
+	$(PYTEST_ENV) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --durations=10
 
 test-begin:
 	@rm -f $(SKIPPED)

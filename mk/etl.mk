@@ -5,7 +5,8 @@
 #                   Vagrantfile (system packages: `make ci-tools`; skipped loudly without them)
 #   etl-image-test  the Dockerfile's CMD run as the image would run it, from a fresh venv
 #                   built from docker/requirements.txt alone (cached in .venv-etl/), and the
-#                   data guard's tests (wrapper and jobs) under that same interpreter
+#                   data guard's tests (wrapper and jobs) under that same interpreter; part of
+#                   `make pytest` (so of `make test`), and a target of its own
 #   bench-etl       bench/etl_bench.py -> .bench/etl-bench.md (recorded in BENCHMARKS.md) (jobs in .venv-etl, pandas in
 #                   .bench/venv only)
 
@@ -16,8 +17,11 @@ ETL_BENCH_MEMORY_ROWS ?= 10000000
 
 .PHONY: etl-lint etl-image-test bench-etl
 
-TEST_EXTRA += etl-lint etl-image-test
+TEST_EXTRA += etl-lint
 BENCH_TARGETS += bench-etl
+# `make test` runs the image tests inside `make pytest` (same tests, in parallel with the rest).
+PYTEST_PREREQS += $(ETL_VENV)/.installed
+PYTEST_ENV += ETL_IMAGE_PYTHON="$(CURDIR)/$(ETL_VENV)/bin/python"
 
 etl-lint: $(STAMP)
 	$(BIN)/hadolint docker/Dockerfile
