@@ -65,11 +65,11 @@ def messages(events: list[LogEvent]) -> list[str]:
 
 def test_short_task_every_line_then_ends_by_itself(sandbox: Any) -> None:
     arn = start(sandbox, "five", python("for i in range(5): print(f'line {i}')"))
-    began = time.monotonic()
     shown, result = tail(sandbox, arn)  # real time: this is what a user waits
     assert messages(shown) == [f"line {i}" for i in range(5)]
+    # Ended by itself, not by the 30 s cap; how long after STOPPED is measured, not asserted
+    # (bench/logs_follow.py, "the short task" in BENCHMARKS.md): the calls bound the work.
     assert result.status == "STOPPED" and result.drain_complete is True
-    assert time.monotonic() - began < 6.0  # the task, plus the 2 s grace
     assert sandbox.calls("GetLogEvents") == result.log_api_calls <= 10
     # task_streams made one DescribeTasks; following the rest.
     assert sandbox.calls("DescribeTasks") == result.describe_calls + 1 <= 6
