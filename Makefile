@@ -1,27 +1,48 @@
-# Every target works from a fresh clone: the virtual environment is created on demand.
+# Every target works from a fresh clone: the virtual environments are created on demand by
+# tools/venv.py (uv when it can be had, else pip; one progress line per step), from the lock
+# files in requirements/ so that both install the same versions. `make lock` rewrites them.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCK := requirements/dev.lock
+SETUP := $(PYTHON) tools/venv.py
+# Checks that cannot run on this machine (a missing system tool, no package index) append
+# one line here instead of failing; `make test` repeats them all at its end.
+SKIPPED := $(CURDIR)/$(VENV)/.skipped-checks
+export RESIDENCY_SKIPPED_CHECKS := $(SKIPPED)
+# Test processes for `make pytest` (pytest-xdist; each has its own sandbox server and state).
+PYTEST_WORKERS ?= 2
+# `make UV=pip ...` builds every environment with pip alone; `UV=/path/to/uv` picks a uv.
+ifdef UV
+export UV
+endif
 
-# Extra checks contributed by mk/*.mk (each appends its target names to TEST_EXTRA).
+# Extra checks contributed by mk/*.mk (each appends its target names to TEST_EXTRA). Tests
+# that need an environment of their own add it to PYTEST_PREREQS and pass its interpreter in
+# PYTEST_ENV, so that they run in `make pytest`'s pool, beside the rest, instead of after it.
 TEST_EXTRA :=
 BENCH_TARGETS :=
+PYTEST_PREREQS :=
+PYTEST_ENV :=
 -include mk/*.mk
 
 AWSCLI_VENV := .venv-awscli
 BENCH_TARGETS += bench-dispatch
 
-.PHONY: setup test lint format typecheck pytest demo bench bench-dispatch soak
+.PHONY: setup test test-begin lint format typecheck pytest demo docs lock ci-tools bench \
+	bench-dispatch soak
 .DEFAULT_GOAL := test
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml $(wildcard docker/requirements.txt)
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]' $(if $(wildcard docker/requirements.txt),-r docker/requirements.txt)
-	touch $(STAMP)
+$(STAMP): pyproject.toml $(LOCK) tools/venv.py
+	@$(SETUP) $(VENV) --python $(PYTHON) --lock $(LOCK) --editable . --stamp $@
+
+# System packages some checks need (vagrant and ruby for `make etl-lint`). Never installed
+# behind your back: only this target installs them, and .ci/run calls it before `make test`.
+ci-tools:
+	@bash tools/ci-tools.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -35,14 +56,40 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict src/
 
 # The AWS CLI is the independent client the end-to-end tests check the sandbox with.
-pytest: $(STAMP) $(AWSCLI_VENV)/.installed
-	$(BIN)/python -m pytest
+# --durations: the slowest tests are named in every run, so a slow one is noticed.
+pytest: $(STAMP) $(AWSCLI_VENV)/.installed $(PYTEST_PREREQS)
+	$(PYTEST_ENV) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --durations=10
 
-test: lint typecheck pytest $(TEST_EXTRA)
+test-begin:
+	@rm -f $(SKIPPED)
+
+test: test-begin lint typecheck pytest $(TEST_EXTRA)
+	@if [ -s $(SKIPPED) ]; then \
+	  echo ""; \
+	  echo "######## make test passed, but these checks were SKIPPED on this machine: ########"; \
+	  sed 's/^/  SKIPPED: /' $(SKIPPED); \
+	  echo "######## (make ci-tools installs the system packages they need) ########"; \
+	else echo "make test: every check ran"; fi
 
 # The whole story on a local sandbox: no AWS account, no network.
 demo: $(STAMP)
 	$(BIN)/residency demo
+
+# docs/cli.md is generated from `residency ... --help`; a test fails when it is stale.
+docs: $(STAMP)
+	$(BIN)/python tools/gen_cli_docs.py
+
+# Re-resolve the lock files after a dependency changed (needs uv and the package index): the
+# versions already locked are kept where they still fit. `make lock LOCK_FLAGS=--upgrade`
+# moves everything to the newest versions that the pins in pyproject.toml,
+# docker/requirements.txt and examples/airflow/requirements.txt allow.
+LOCK_FLAGS ?=
+LOCK_COMPILE = "$$($(SETUP) --which-uv)" pip compile --quiet --universal --python-version 3.11 \
+	--custom-compile-command "make lock" $(LOCK_FLAGS)
+lock:
+	$(LOCK_COMPILE) --generate-hashes --extra dev pyproject.toml docker/requirements.txt -o $(LOCK)
+	$(LOCK_COMPILE) --generate-hashes requirements/awscli.in -o requirements/awscli.lock
+	$(LOCK_COMPILE) examples/airflow/requirements.txt -o requirements/airflow.lock
 
 # Every benchmark, each against its reference measured in the same run; rewrites BENCHMARKS.md
 # (raw numbers in .bench/results.json). The bench-* targets in BENCH_TARGETS run one alone.
@@ -56,10 +103,8 @@ soak: $(STAMP)
 	$(BIN)/python bench/soak.py --seed 20261123 --output .bench/soak.md
 
 # The AWS CLI (an independent client) is the reference the dispatch benchmark compares with.
-$(AWSCLI_VENV)/.installed:
-	test -x $(AWSCLI_VENV)/bin/python || $(PYTHON) -m venv $(AWSCLI_VENV)
-	$(AWSCLI_VENV)/bin/python -m pip install --quiet awscli
-	touch $@
+$(AWSCLI_VENV)/.installed: requirements/awscli.lock tools/venv.py
+	@$(SETUP) $(AWSCLI_VENV) --python $(PYTHON) --lock requirements/awscli.lock --stamp $@
 
 bench-dispatch: $(STAMP) $(AWSCLI_VENV)/.installed
 	$(BIN)/python bench/dispatch_bench.py --runs 7

@@ -1,26 +1,24 @@
 #!/usr/bin/env bash
 # Static checks of the Vagrantfile: `ruby -c` and `vagrant validate --ignore-provider`.
-# Installs Debian's vagrant (which brings ruby) when absent and apt can be used; otherwise
-# skips with a message, so that `make test` still works on machines without apt or root.
+# vagrant and ruby are system packages that this script never installs (`make ci-tools` does,
+# and .ci/run calls it); without them each check is skipped loudly, and recorded in
+# $RESIDENCY_SKIPPED_CHECKS for the summary at the end of `make test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 have() { command -v "$1" > /dev/null 2>&1; }
 
-if ! have vagrant || ! have ruby; then
-  if have apt-get && [[ "$(id -u)" == 0 ]]; then
-    echo "etl-lint: installing vagrant and ruby from Debian (apt-get, no recommends)"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq > /dev/null \
-      && apt-get install -y -qq --no-install-recommends vagrant ruby > /dev/null \
-      || echo "etl-lint: apt-get could not install vagrant"
+skipped() {
+  echo "etl-lint: SKIPPED $1 ($2 is not installed; \`make ci-tools\` installs it)" >&2
+  if [[ -n "${RESIDENCY_SKIPPED_CHECKS:-}" ]]; then
+    echo "etl-lint: $1 ($2 is not installed; run \`make ci-tools\`)" >> "$RESIDENCY_SKIPPED_CHECKS"
   fi
-fi
+}
 
 if have ruby; then
   ruby -c Vagrantfile
 else
-  echo "etl-lint: SKIPPED ruby -c Vagrantfile (no ruby, and apt-get as root is unavailable)"
+  skipped "ruby -c Vagrantfile" ruby
 fi
 
 if have vagrant; then
@@ -31,5 +29,5 @@ if have vagrant; then
     VAGRANT_DOTFILE_PATH="${TMPDIR:-/tmp}/residency-vagrant-dotfile" \
     vagrant validate --ignore-provider
 else
-  echo "etl-lint: SKIPPED vagrant validate (no vagrant, and apt-get as root is unavailable)"
+  skipped "vagrant validate --ignore-provider" vagrant
 fi

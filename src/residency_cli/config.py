@@ -519,7 +519,10 @@ def parse_config(text: str, source: str = DEFAULT_PATH) -> Config:
         raise ConfigError([f"{source}:{line}: {what}{problem}"]) from None
     if node is None or data is None:
         raise ConfigError(
-            [f"{source}:1: the file is empty; start from `residency schema` or the README example"]
+            [
+                f"{source}:1: the file is empty; start from `residency schema` "
+                "or the example in docs/map.md"
+            ]
         )
     if not isinstance(data, dict):
         raise ConfigError(

@@ -1,5 +1,5 @@
 """The dispatch journal: one hash-chained JSON Lines record per `run`
-(README.md, "The dispatch journal").
+(docs/governance.md, "The dispatch journal").
 
 Every record carries `seq` (1, 2, 3, ...), `prev` (the `hash` of the record before it;
 `GENESIS` for the first) and `hash`: the SHA-256 of the record's canonical JSON without

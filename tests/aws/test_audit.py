@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from residency_cli.audit import audit
-from tests.aws.conftest import MotoCluster
-from tests.aws.test_dispatch import _register
+from tests.support.moto_cluster import MotoCluster, register_bonus
 
 
 def test_audit_finds_a_task_stock_moto_misplaced(moto_cluster: MotoCluster) -> None:
-    _register(moto_cluster)
+    register_bonus(moto_cluster)
     moto_cluster.add_host("eu", "frankfurt")
     moto_cluster.add_host("us", "newyork")
     moto_cluster.ecs.run_task(

@@ -3,34 +3,11 @@ exactly the adversary placement verification exists for."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-from moto.moto_api import state_manager
-
 from residency_cli.dispatch import Dispatcher, RunOptions, aws_cli_command, client_token
-from tests.aws.conftest import REGION, MotoCluster
-
-LOG_CONFIGURATION = {
-    "logDriver": "awslogs",
-    "options": {"awslogs-group": "/residency/acme", "awslogs-stream-prefix": "etl"},
-}
-
-
-class FakeClock:
-    """Injected time: sleeping advances the clock, nothing waits for real."""
-
-    def __init__(self) -> None:
-        self.time = 1000.0
-        self.sleeps: list[float] = []
-
-    def now(self) -> float:
-        return self.time
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.time += seconds
+from tests.support.clock import FakeClock
+from tests.support.moto_cluster import REGION, MotoCluster, register_bonus
 
 
 class CountingEcs:
@@ -52,30 +29,6 @@ class CountingEcs:
         return counted
 
 
-@pytest.fixture
-def manual_tasks() -> Iterator[None]:
-    state_manager.set_transition("ecs::task", {"progression": "manual", "times": 10**9})
-    yield
-    state_manager.unset_transition("ecs::task")
-
-
-def _register(moto_cluster: MotoCluster, family: str = "christmas-bonus") -> None:
-    moto_cluster.ecs.register_task_definition(
-        family=family,
-        networkMode="host",
-        executionRoleArn="arn:aws:iam::123456789012:role/ecsTaskExecutionRole",
-        containerDefinitions=[
-            {
-                "name": "christmas_bonus",
-                "image": "etl",
-                "memory": 128,
-                "essential": True,
-                "logConfiguration": LOG_CONFIGURATION,
-            },
-        ],
-    )
-
-
 def _dispatcher(moto_cluster: MotoCluster, clock: FakeClock) -> Dispatcher:
     return Dispatcher(
         CountingEcs(moto_cluster.ecs),
@@ -89,12 +42,12 @@ def _dispatcher(moto_cluster: MotoCluster, clock: FakeClock) -> Dispatcher:
 def test_misplaced_task_is_stopped_and_reported_as_violation(
     moto_cluster: MotoCluster, manual_tasks: None
 ) -> None:
-    _register(moto_cluster)
+    register_bonus(moto_cluster)
     moto_cluster.add_host(
         "eu", "frankfurt"
     )  # moto places on the first host, whatever the constraint
     moto_cluster.add_host("us", "newyork")
-    clock = FakeClock()
+    clock = FakeClock(t=1000.0)
     dispatcher = _dispatcher(moto_cluster, clock)
     result = dispatcher.run("bonus", RunOptions(run_id="r1"))
     assert result.outcome == "violation"
@@ -109,10 +62,10 @@ def test_misplaced_task_is_stopped_and_reported_as_violation(
 
 
 def test_no_compliant_host_refuses_without_run_task(moto_cluster: MotoCluster) -> None:
-    _register(moto_cluster)
+    register_bonus(moto_cluster)
     moto_cluster.add_host("eu", "frankfurt")
     moto_cluster.add_host("unlabelled")
-    dispatcher = _dispatcher(moto_cluster, FakeClock())
+    dispatcher = _dispatcher(moto_cluster, FakeClock(t=1000.0))
     result = dispatcher.run("bonus", RunOptions(run_id="r1"))
     assert result.outcome == "refused"
     assert "location frankfurt, not newyork or sanfrancisco" in (result.message or "")
@@ -123,7 +76,7 @@ def test_no_compliant_host_refuses_without_run_task(moto_cluster: MotoCluster) -
 
 def test_missing_task_definition_refuses(moto_cluster: MotoCluster) -> None:
     moto_cluster.add_host("us", "newyork")
-    result = _dispatcher(moto_cluster, FakeClock()).run("bonus", RunOptions(run_id="r1"))
+    result = _dispatcher(moto_cluster, FakeClock(t=1000.0)).run("bonus", RunOptions(run_id="r1"))
     assert result.outcome == "refused" and "does not exist" in (result.message or "")
 
 
@@ -133,7 +86,7 @@ def test_draining_and_disconnected_hosts_are_excluded_with_reasons(
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.ecs.models import ecs_backends
 
-    _register(moto_cluster)
+    register_bonus(moto_cluster)
     draining = moto_cluster.add_host("us", "newyork")
     moto_cluster.ecs.update_container_instances_state(
         cluster="acme-etl", containerInstances=[draining], status="DRAINING"
@@ -142,7 +95,7 @@ def test_draining_and_disconnected_hosts_are_excluded_with_reasons(
     # The ECS API cannot disconnect an agent: reach into moto's model, as the sandbox does.
     instances = ecs_backends[DEFAULT_ACCOUNT_ID][REGION].container_instances["acme-etl"]
     instances[disconnected.rsplit("/", 1)[-1]].agent_connected = False
-    result = _dispatcher(moto_cluster, FakeClock()).dry_run("bonus", RunOptions(run_id="r"))
+    result = _dispatcher(moto_cluster, FakeClock(t=1000.0)).dry_run("bonus", RunOptions(run_id="r"))
     assert not result.check.ready
     reasons = {v.host.container_instance_arn: v.reasons for v in result.check.hosts}
     assert reasons == {
@@ -152,9 +105,9 @@ def test_draining_and_disconnected_hosts_are_excluded_with_reasons(
 
 
 def test_success_waits_until_stopped(moto_cluster: MotoCluster) -> None:
-    _register(moto_cluster)
+    register_bonus(moto_cluster)
     moto_cluster.add_host("us", "newyork")
-    clock = FakeClock()
+    clock = FakeClock(t=1000.0)
     dispatcher = _dispatcher(moto_cluster, clock)
     result = dispatcher.run("bonus", RunOptions(run_id="ok"))
     assert result.outcome == "succeeded"
@@ -165,29 +118,29 @@ def test_success_waits_until_stopped(moto_cluster: MotoCluster) -> None:
 
 
 def test_no_wait_reports_dispatched(moto_cluster: MotoCluster, manual_tasks: None) -> None:
-    _register(moto_cluster)
+    register_bonus(moto_cluster)
     moto_cluster.add_host("us", "newyork")
-    result = _dispatcher(moto_cluster, FakeClock()).run(
+    result = _dispatcher(moto_cluster, FakeClock(t=1000.0)).run(
         "bonus", RunOptions(run_id="nw"), wait=False
     )
     assert result.outcome == "dispatched" and result.primary.task_arn
 
 
 def test_timeout_leaves_task_running(moto_cluster: MotoCluster, manual_tasks: None) -> None:
-    _register(moto_cluster)
+    register_bonus(moto_cluster)
     moto_cluster.add_host("us", "newyork")
-    clock = FakeClock()
+    clock = FakeClock(t=1000.0)
     result = _dispatcher(moto_cluster, clock).run("bonus", RunOptions(run_id="t"), timeout=30)
     assert result.outcome == "timeout"
-    assert 30 <= clock.time - 1000.0 < 31
+    assert 30 <= clock.t - 1000.0 < 31
     described = moto_cluster.ecs.describe_tasks(cluster="acme-etl", tasks=[result.primary.task_arn])
     assert described["tasks"][0]["desiredStatus"] == "RUNNING"
 
 
 def test_ctrl_c_while_waiting_is_interrupted(moto_cluster: MotoCluster, manual_tasks: None) -> None:
-    _register(moto_cluster)
+    register_bonus(moto_cluster)
     moto_cluster.add_host("us", "newyork")
-    clock = FakeClock()
+    clock = FakeClock(t=1000.0)
 
     def interrupt(seconds: float) -> None:
         raise KeyboardInterrupt
@@ -200,9 +153,9 @@ def test_ctrl_c_while_waiting_is_interrupted(moto_cluster: MotoCluster, manual_t
 
 
 def test_ten_tasks_are_waited_on_with_one_describe_per_poll(moto_cluster: MotoCluster) -> None:
-    _register(moto_cluster)
+    register_bonus(moto_cluster)
     moto_cluster.add_host("us", "newyork")
-    clock = FakeClock()
+    clock = FakeClock(t=1000.0)
     dispatcher = _dispatcher(moto_cluster, clock)
     result = dispatcher.run("bonus", RunOptions(run_id="ten", count=10))
     assert len(result.tasks) == 10 and result.outcome == "succeeded"
@@ -212,7 +165,7 @@ def test_ten_tasks_are_waited_on_with_one_describe_per_poll(moto_cluster: MotoCl
 
 
 def test_ecs_failures_are_a_refusal_in_plain_words(moto_cluster: MotoCluster) -> None:
-    _register(moto_cluster)
+    register_bonus(moto_cluster)
     moto_cluster.add_host("us", "newyork")
     ecs = CountingEcs(moto_cluster.ecs)
     ecs.run_task = lambda **_: {  # type: ignore[method-assign]
@@ -220,7 +173,7 @@ def test_ecs_failures_are_a_refusal_in_plain_words(moto_cluster: MotoCluster) ->
         "failures": [{"arn": "x", "reason": "MemberOf placement constraint unsatisfied."}],
     }
     dispatcher = Dispatcher(
-        ecs, None, moto_cluster.config, sleep=FakeClock().sleep, now=FakeClock().now
+        ecs, None, moto_cluster.config, sleep=FakeClock(t=1000.0).sleep, now=FakeClock(t=1000.0).now
     )  # type: ignore[arg-type]
     result = dispatcher.run("bonus", RunOptions(run_id="f"))
     assert result.outcome == "refused"
@@ -231,9 +184,9 @@ def test_ecs_failures_are_a_refusal_in_plain_words(moto_cluster: MotoCluster) ->
 
 
 def test_dry_run_request_is_exact_and_changes_nothing(moto_cluster: MotoCluster) -> None:
-    _register(moto_cluster)
+    register_bonus(moto_cluster)
     moto_cluster.add_host("us", "newyork")
-    plan = _dispatcher(moto_cluster, FakeClock()).dry_run(
+    plan = _dispatcher(moto_cluster, FakeClock(t=1000.0)).dry_run(
         "bonus", RunOptions(run_id="dr", env={"A": "1"})
     )
     assert plan.request == {

@@ -10,7 +10,7 @@ from botocore.stub import Stubber
 
 from residency_cli.errors import RefusedError, UsageError
 from residency_cli.hosts import list_hosts, register_host, resolve_host, unregister_host
-from tests.aws.conftest import REGION, MotoCluster
+from tests.support.moto_cluster import REGION, MotoCluster
 
 
 def _ssm_knowing(hostnames: dict[str, str]) -> tuple[Any, Stubber]:

@@ -6,28 +6,17 @@ like AWS. Its task lifecycle is pinned to "manual" so that a task stops when the
 
 from __future__ import annotations
 
-import contextlib
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
-from moto.moto_api import state_manager
 
 from residency_cli.errors import AwsError, UsageError
 from residency_cli.logs import LogEvent, LogFollower, read_logs, tail_task, task_streams
-from tests.aws.conftest import REGION, MotoCluster
-from tests.unit.test_logs_support import Clock, throttling
-
-GROUP = "/ecs/etl"
-
-
-@pytest.fixture
-def manual_tasks() -> Iterator[None]:
-    state_manager.set_transition("ecs::task", {"progression": "manual", "times": 10**9})
-    yield
-    state_manager.unset_transition("ecs::task")
+from tests.support.clock import FakeClock
+from tests.support.fake_aws import throttling
+from tests.support.moto_cluster import REGION, MotoCluster
+from tests.support.moto_logs import GROUP, now_ms, put, register, start_task
 
 
 @pytest.fixture
@@ -35,49 +24,6 @@ def logs(moto_cluster: MotoCluster) -> Any:
     client = boto3.client("logs", region_name=REGION)
     client.create_log_group(logGroupName=GROUP)
     return client
-
-
-def register(
-    ecs: Any, family: str = "etl", *, log: bool = True, containers: tuple[str, ...] = ("app",)
-) -> None:
-    definitions = []
-    for name in containers:
-        container: dict[str, Any] = {"name": name, "image": "etl:latest", "memory": 128}
-        if log:
-            container["logConfiguration"] = {
-                "logDriver": "awslogs",
-                "options": {
-                    "awslogs-group": GROUP,
-                    "awslogs-region": REGION,
-                    "awslogs-stream-prefix": "etl",
-                },
-            }
-        definitions.append(container)
-    ecs.register_task_definition(family=family, containerDefinitions=definitions)
-
-
-def start_task(cluster: MotoCluster, family: str = "etl") -> str:
-    if not cluster.instances:
-        cluster.add_host("a", "newyork")
-    response = cluster.ecs.run_task(cluster=cluster.config.cluster, taskDefinition=family)
-    assert not response["failures"]
-    return str(response["tasks"][0]["taskArn"])
-
-
-def put(logs: Any, stream: str, lines: list[tuple[int, str]]) -> None:
-    with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
-        logs.create_log_stream(logGroupName=GROUP, logStreamName=stream)
-    for start in range(0, len(lines), 10_000):
-        batch = lines[start : start + 10_000]
-        logs.put_log_events(
-            logGroupName=GROUP,
-            logStreamName=stream,
-            logEvents=[{"timestamp": ts, "message": message} for ts, message in batch],
-        )
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class ThrottlingLogs:
@@ -96,7 +42,7 @@ class ThrottlingLogs:
 
 
 def tail(
-    cluster: MotoCluster, logs: Any, task_arn: str, clock: Clock
+    cluster: MotoCluster, logs: Any, task_arn: str, clock: FakeClock
 ) -> tuple[list[LogEvent], Any]:
     _, streams = task_streams(cluster.ecs, cluster.config.cluster, task_arn)
     shown: list[LogEvent] = []
@@ -114,7 +60,7 @@ def tail(
 
 
 def stop_at(cluster: MotoCluster, task_arn: str, seconds: float) -> Any:
-    def hook(clock: Clock) -> None:
+    def hook(clock: FakeClock) -> None:
         if clock.t >= seconds:
             cluster.ecs.stop_task(cluster=cluster.config.cluster, task=task_arn)
 
@@ -165,13 +111,13 @@ def test_short_task_every_line_including_the_last(
     moto_cluster.ecs.stop_task(cluster=moto_cluster.config.cluster, task=arn)
     written = False
 
-    def last_line_arrives_late(clock: Clock) -> None:  # after STOPPED, within the grace
+    def last_line_arrives_late(clock: FakeClock) -> None:  # after STOPPED, within the grace
         nonlocal written
         if clock.t >= 1.0 and not written:
             written = True
             put(logs, stream, [(base + 4, "line 4")])
 
-    clock = Clock(on_sleep=last_line_arrives_late)
+    clock = FakeClock(on_sleep=last_line_arrives_late)
     shown, result = tail(moto_cluster, logs, arn, clock)
     assert [e.message for e in shown] == [f"line {i}" for i in range(5)]
     assert result.status == "STOPPED" and result.drain_complete is True
@@ -188,13 +134,13 @@ def test_long_task_lines_while_running(
     lines = [(base + i // 3, f"line {i}") for i in range(30_000)]  # 3 lines per millisecond
     chunks = [lines[i : i + 2_500] for i in range(0, len(lines), 2_500)]
 
-    def produce(clock: Clock) -> None:
+    def produce(clock: FakeClock) -> None:
         if chunks:
             put(logs, stream, chunks.pop(0))
         elif clock.t > 5.0:
             moto_cluster.ecs.stop_task(cluster=moto_cluster.config.cluster, task=arn)
 
-    clock = Clock(on_sleep=produce)
+    clock = FakeClock(on_sleep=produce)
     shown, result = tail(moto_cluster, logs, arn, clock)
     assert [(e.timestamp, e.message) for e in shown] == lines
     assert result.events == 30_000
@@ -210,13 +156,13 @@ def test_same_timestamp_lines(moto_cluster: MotoCluster, logs: Any, manual_tasks
     put(logs, stream, [(ts, "same"), (ts, "same"), (ts, "other")])
     phases = [[(ts, "same"), (ts, "third same")], [(ts, "same"), (ts + 1, "next")]]
 
-    def produce(clock: Clock) -> None:
+    def produce(clock: FakeClock) -> None:
         if phases:
             put(logs, stream, phases.pop(0))
         else:
             moto_cluster.ecs.stop_task(cluster=moto_cluster.config.cluster, task=arn)
 
-    shown, _ = tail(moto_cluster, logs, arn, Clock(on_sleep=produce))
+    shown, _ = tail(moto_cluster, logs, arn, FakeClock(on_sleep=produce))
     assert [e.message for e in shown] == [
         "same",
         "same",
@@ -232,7 +178,7 @@ def test_empty_stream(moto_cluster: MotoCluster, logs: Any, manual_tasks: None) 
     register(moto_cluster.ecs)
     arn = start_task(moto_cluster)
     logs.create_log_stream(logGroupName=GROUP, logStreamName=f"etl/app/{arn.rsplit('/', 1)[-1]}")
-    clock = Clock(on_sleep=stop_at(moto_cluster, arn, 1.0))
+    clock = FakeClock(on_sleep=stop_at(moto_cluster, arn, 1.0))
     shown, result = tail(moto_cluster, logs, arn, clock)
     assert shown == [] and result.drain_complete is True and result.missing_streams == []
     assert clock.t < 10.0
@@ -246,13 +192,13 @@ def test_stream_not_yet_created_when_following_starts(
     stream = f"etl/app/{arn.rsplit('/', 1)[-1]}"
     base = now_ms()
 
-    def produce(clock: Clock) -> None:
+    def produce(clock: FakeClock) -> None:
         if clock.t >= 1.5 and not logs.describe_log_streams(logGroupName=GROUP)["logStreams"]:
             put(logs, stream, [(base, "hello"), (base + 1, "bye")])
         if clock.t >= 4.0:
             moto_cluster.ecs.stop_task(cluster=moto_cluster.config.cluster, task=arn)
 
-    shown, result = tail(moto_cluster, logs, arn, Clock(on_sleep=produce))
+    shown, result = tail(moto_cluster, logs, arn, FakeClock(on_sleep=produce))
     assert [e.message for e in shown] == ["hello", "bye"]
     assert result.missing_streams == []
 
@@ -262,7 +208,7 @@ def test_stream_never_created_is_reported_not_an_error(
 ) -> None:
     register(moto_cluster.ecs)
     arn = start_task(moto_cluster)
-    clock = Clock(on_sleep=stop_at(moto_cluster, arn, 1.0))
+    clock = FakeClock(on_sleep=stop_at(moto_cluster, arn, 1.0))
     shown, result = tail(moto_cluster, logs, arn, clock)
     assert shown == [] and [s.container for s in result.missing_streams] == ["app"]
 
@@ -275,14 +221,14 @@ def test_throttling_injected(moto_cluster: MotoCluster, logs: Any, manual_tasks:
     batches = [[(base + 10 * b + i, f"{b}.{i}") for i in range(5)] for b in range(6)]
     expected = [m for batch in batches for _, m in batch]
 
-    def produce(clock: Clock) -> None:
+    def produce(clock: FakeClock) -> None:
         if batches:
             put(logs, stream, batches.pop(0))
         else:
             moto_cluster.ecs.stop_task(cluster=moto_cluster.config.cluster, task=arn)
 
     flaky = ThrottlingLogs(logs, throttled={1, 2, 4, 5, 6, 9})
-    clock = Clock(on_sleep=produce)
+    clock = FakeClock(on_sleep=produce)
     shown, result = tail(moto_cluster, flaky, arn, clock)
     assert [e.message for e in shown] == expected
     assert result.throttled_polls == 6
@@ -290,7 +236,7 @@ def test_throttling_injected(moto_cluster: MotoCluster, logs: Any, manual_tasks:
 
 
 def test_rejected_token_on_moto_restarts_without_doubling(logs: Any) -> None:
-    from tests.unit.test_logs_support import stream as make_stream
+    from tests.support.fake_aws import stream as make_stream
 
     s = make_stream(group=GROUP)
     ts = now_ms()
@@ -305,7 +251,7 @@ def test_rejected_token_on_moto_restarts_without_doubling(logs: Any) -> None:
 
 
 def test_read_logs_since(logs: Any) -> None:
-    from tests.unit.test_logs_support import stream as make_stream
+    from tests.support.fake_aws import stream as make_stream
 
     s = make_stream(group=GROUP)
     base = now_ms()

@@ -2,7 +2,7 @@
 CloudWatch Logs streams, followed through residency's own clients (or a raw client where the
 test needs the SDK not to retry).
 
-Waiting is real where it is short; where back-off would slow a test, `FastClock` sleeps at
+Waiting is real where it is short; where back-off would slow a test, `CompressedClock` sleeps at
 most 20 ms and lets `now()` jump by the rest, so the code under test sees the intervals it
 asked for.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,25 +20,9 @@ from residency_cli.cli.app import main
 from residency_cli.errors import UsageError
 from residency_cli.logs import LogEvent, read_logs, tail_task, task_streams
 from residency_cli.waiting import WaitReport
+from tests.support.clock import CompressedClock
 
 TEST_IMAGE = "sandbox/shell:latest"
-
-
-@dataclass
-class FastClock:
-    """Monotonic time in which a sleep takes at most 20 ms of real time."""
-
-    skipped: float = 0.0
-    sleeps: list[float] = field(default_factory=list)
-
-    def now(self) -> float:
-        return time.monotonic() + self.skipped
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        real = min(seconds, 0.02)
-        time.sleep(real)
-        self.skipped += seconds - real
 
 
 def python(code: str) -> list[str]:
@@ -55,7 +38,7 @@ def tail(
     sandbox: Any,
     task_arn: str,
     *,
-    clock: FastClock | None = None,
+    clock: CompressedClock | None = None,
     logs_client: Any = None,
     **kwargs: Any,
 ) -> tuple[list[LogEvent], WaitReport]:
@@ -82,11 +65,11 @@ def messages(events: list[LogEvent]) -> list[str]:
 
 def test_short_task_every_line_then_ends_by_itself(sandbox: Any) -> None:
     arn = start(sandbox, "five", python("for i in range(5): print(f'line {i}')"))
-    began = time.monotonic()
     shown, result = tail(sandbox, arn)  # real time: this is what a user waits
     assert messages(shown) == [f"line {i}" for i in range(5)]
+    # Ended by itself, not by the 30 s cap; how long after STOPPED is measured, not asserted
+    # (bench/logs_follow.py, "the short task" in BENCHMARKS.md): the calls bound the work.
     assert result.status == "STOPPED" and result.drain_complete is True
-    assert time.monotonic() - began < 6.0  # the task, plus the 2 s grace
     assert sandbox.calls("GetLogEvents") == result.log_api_calls <= 10
     # task_streams made one DescribeTasks; following the rest.
     assert sandbox.calls("DescribeTasks") == result.describe_calls + 1 <= 6
@@ -100,7 +83,7 @@ def test_long_task_lines_while_it_runs(sandbox: Any) -> None:
         "    if i % 20 == 0: time.sleep(0.1)\n"
     )
     arn = start(sandbox, "long", python(code))
-    shown, result = tail(sandbox, arn, clock=FastClock())
+    shown, result = tail(sandbox, arn, clock=CompressedClock())
     assert messages(shown) == [f"tick {i}" for i in range(300)]
     assert [e.timestamp for e in shown] == sorted(e.timestamp for e in shown)
     assert result.log_api_calls < 100  # one call per poll, never one per line
@@ -108,7 +91,7 @@ def test_long_task_lines_while_it_runs(sandbox: Any) -> None:
 
 def test_same_timestamp_lines_are_all_shown_once(sandbox: Any) -> None:
     arn = start(sandbox, "burst", python("for i in range(3000): print(f'burst {i}')"))
-    shown, _ = tail(sandbox, arn, clock=FastClock())
+    shown, _ = tail(sandbox, arn, clock=CompressedClock())
     assert messages(shown) == [f"burst {i}" for i in range(3000)]
     stamps = [e.timestamp for e in shown]
     assert len(set(stamps)) < len(stamps)  # the test did exercise shared timestamps
@@ -116,7 +99,7 @@ def test_same_timestamp_lines_are_all_shown_once(sandbox: Any) -> None:
 
 def test_empty_stream(sandbox: Any) -> None:
     arn = start(sandbox, "silent", ["true"])
-    shown, result = tail(sandbox, arn, clock=FastClock())
+    shown, result = tail(sandbox, arn, clock=CompressedClock())
     assert shown == [] and result.status == "STOPPED" and result.drain_complete is True
 
 
@@ -144,7 +127,7 @@ def test_stream_not_yet_created_when_following_starts(sandbox: Any) -> None:
     )
     code = "import time; time.sleep(0.5); print('late hello'); print('late bye')"
     arn = start(sandbox, "late", python(code))
-    shown, result = tail(sandbox, arn, clock=FastClock())
+    shown, result = tail(sandbox, arn, clock=CompressedClock())
     assert messages(shown) == ["late hello", "late bye"]
     assert result.missing_streams == []
 
@@ -152,7 +135,7 @@ def test_stream_not_yet_created_when_following_starts(sandbox: Any) -> None:
 def test_throttling_retried_by_the_sdk_is_invisible(sandbox: Any) -> None:
     sandbox.throttle("GetLogEvents", times=2)
     arn = start(sandbox, "throttled", python("for i in range(20): print(f'row {i}')"))
-    shown, result = tail(sandbox, arn, clock=FastClock())
+    shown, result = tail(sandbox, arn, clock=CompressedClock())
     assert messages(shown) == [f"row {i}" for i in range(20)]
     assert sandbox.calls("GetLogEvents") == result.log_api_calls + 2
 
@@ -162,7 +145,7 @@ def test_throttling_past_the_sdk_backs_off_and_is_never_fatal(sandbox: Any) -> N
     sandbox.throttle("GetLogEvents", times=4)
     sandbox.throttle("DescribeTasks", times=1)
     arn = start(sandbox, "throttled2", python("for i in range(20): print(f'row {i}')"))
-    clock = FastClock()
+    clock = CompressedClock()
     shown, result = tail(sandbox, arn, clock=clock, logs_client=raw)
     assert messages(shown) == [f"row {i}" for i in range(20)]
     assert result.throttled_polls == 4 and result.status == "STOPPED"
@@ -198,7 +181,7 @@ def test_several_containers_each_line_once(sandbox: Any, tmp_path: Path) -> None
         " time.sleep(0.02)"
     )
     arn = start(sandbox, "pair", python(code), extra_containers=[side])
-    shown, _ = tail(sandbox, arn, clock=FastClock())
+    shown, _ = tail(sandbox, arn, clock=CompressedClock())
     # Each container's lines once and in order; within one poll the containers are merged
     # by timestamp (a later poll may bring an earlier line of the other container).
     assert [e.message for e in shown if e.container == "main"] == [f"main {i}" for i in range(5)]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from residency_cli.cli.app import main
-from tests.aws.conftest import MAP, MotoCluster
+from tests.support.moto_cluster import MAP, MotoCluster
 
 HOST_KEYS = {
     "container_instance_arn",

@@ -11,10 +11,9 @@ import boto3
 import pytest
 
 from residency_cli.cli.app import main
-from tests.aws.conftest import MAP, REGION, MotoCluster
-from tests.aws.test_logs import GROUP, now_ms, put, register, start_task
-from tests.aws.test_logs import manual_tasks as manual_tasks
-from tests.unit.test_logs_support import Clock
+from tests.support.clock import FakeClock
+from tests.support.moto_cluster import MAP, REGION, MotoCluster
+from tests.support.moto_logs import GROUP, now_ms, put, register, start_task
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -34,9 +33,9 @@ def logs(moto_cluster: MotoCluster) -> Any:
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     """`logs --follow` sleeps through time.sleep / time.monotonic: make them instant."""
-    fake = Clock()
+    fake = FakeClock()
     monkeypatch.setattr("residency_cli.cli.logs_cmds.time.sleep", fake.sleep)
     monkeypatch.setattr("residency_cli.cli.logs_cmds.time.monotonic", fake.now)
     return fake
@@ -148,7 +147,7 @@ def test_follow_ends_by_itself_once_the_task_stopped(
     moto_cluster: MotoCluster,
     logs: Any,
     map_path: Path,
-    clock: Clock,
+    clock: FakeClock,
     manual_tasks: None,
     capsys: pytest.CaptureFixture[str],
 ) -> None:

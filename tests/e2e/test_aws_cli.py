@@ -109,8 +109,7 @@ def test_a_raw_dispatch_of_tax_on_new_york_is_refused_at_the_data(tmp_path: Path
     (New York). The job's guard refuses New York's data (exit 77) before opening it,
     Frankfurt's report stays byte for byte what the real tax run wrote, and `residency audit`
     says the task was blocked at the data."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "etl"))
-    from etl_helpers import OpenWatch
+    from tests.support.etl import OpenWatch
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RESIDENCY_"))}
     env["RESIDENCY_STATE_DIR"] = str(tmp_path / "state")

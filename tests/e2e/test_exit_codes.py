@@ -12,7 +12,7 @@ import pytest
 
 from residency_cli.cli.app import main
 from residency_cli.sandbox.seed import EXAMPLE_MAP, load_bundle
-from tests.e2e.conftest import World
+from tests.support.world import World
 
 
 def _cli(world: World, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, Any, str]:

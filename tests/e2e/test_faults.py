@@ -21,7 +21,7 @@ from residency_cli.config import parse_config
 from residency_cli.dispatch import RunOptions
 from residency_cli.sandbox.seed import EXAMPLE_DIR
 from residency_cli.sandbox.world import decide, parse_fault_spec
-from tests.e2e.conftest import Recorder, World
+from tests.support.world import Recorder, World
 
 FLAKY = "throttle=0.2,error=0.05"
 # Seed 7: the first RunTask is answered 500 *after* the sandbox started the task (the answer

@@ -14,7 +14,7 @@ from residency_cli.config import parse_config
 from residency_cli.dispatch import RunOptions
 from residency_cli.errors import RefusedError, UsageError
 from residency_cli.hosts import sync_hosts
-from tests.e2e.conftest import World
+from tests.support.world import World
 
 
 def _locations(world: World) -> dict[str, str | None]:

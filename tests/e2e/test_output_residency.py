@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from residency_cli.config import parse_config
 from residency_cli.dispatch import RunOptions
-from tests.e2e.conftest import World
+from tests.support.world import World
 
 
 def test_acme_task_definitions_enforce_their_locations_data_region(world: World) -> None:

@@ -16,7 +16,7 @@ import pytest
 from residency_cli.cli.app import main
 from residency_cli.dispatch import RunOptions
 from residency_cli.errors import AwsError
-from tests.e2e.conftest import World
+from tests.support.world import World
 
 
 def test_bonus_runs_on_its_host_with_every_log_line(world: World) -> None:
@@ -257,13 +257,15 @@ def test_json_knows_streams_without_waiting_and_tasks_names_violations(world: Wo
 
     dispatched = world.dispatcher().run("slow", RunOptions(run_id="nw"), wait=False).primary
     assert dispatched.log_stream == f"test/main/{dispatched.task_id}"
+    # The misplaced task sleeps, so only residency's StopTask can end it: a task that exits by
+    # itself first keeps its own stoppedReason, and the listing could not tell (seen under load).
     world.sandbox.misplace_next_run_task("tax.host")
-    violation = world.dispatcher().run("hello", RunOptions(run_id="vv")).primary
+    violation = world.dispatcher().run("slow", RunOptions(run_id="vv")).primary
     assert violation.outcome == "violation" and violation.stopped_reason
     world.sandbox.wait_for_task(str(violation.task_arn))
     clients = world.sandbox.clients()
     listed = {
         t.task_arn: t.outcome
-        for t in recent_tasks(clients.ecs, clients.ssm, world.config, "hello", "all")
+        for t in recent_tasks(clients.ecs, clients.ssm, world.config, "slow", "all")
     }
     assert listed[violation.task_arn] == "violation"

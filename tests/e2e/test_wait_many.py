@@ -7,7 +7,7 @@ from typing import Any
 
 from residency_cli.config import parse_config
 from residency_cli.dispatch import RunOptions
-from tests.e2e.conftest import World
+from tests.support.world import World
 
 FRANKFURT_JOB = ["python3", "-c", "print('small in frankfurt')"]
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # etl_helpers
-from etl_helpers import FAKE_KEY_ID, FAKE_SECRET, TEST_LOCATION, write_label
+# Importing it puts etl/ on sys.path: the jobs import each other as they do under /app.
+from tests.support.etl import FAKE_KEY_ID, FAKE_SECRET, TEST_LOCATION, write_label
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,16 @@ from pathlib import Path
 
 import boto3
 import pytest
-from etl_helpers import FAKE_KEY_ID, FAKE_SECRET, ROOT, SAMPLE, OpenWatch, job_env, write_label
+
+from tests.support.etl import (
+    FAKE_KEY_ID,
+    FAKE_SECRET,
+    ROOT,
+    SAMPLE,
+    OpenWatch,
+    job_env,
+    write_label,
+)
 
 _GIVEN = os.environ.get("ETL_IMAGE_PYTHON", "")
 # abspath, not resolve(): the venv's python is a symlink that must stay inside the venv.

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import boto3
 import pytest
-from etl_helpers import FAKE_KEY_ID, FAKE_SECRET, SAMPLE, OpenWatch, object_keys, write_label
 
 import christmas_bonus
 import common
 import tax_amount
+from tests.support.etl import FAKE_KEY_ID, FAKE_SECRET, SAMPLE, OpenWatch, object_keys, write_label
 
 HEADER = "id;first_name;last_name;yearly_salary\n"
 JOBS = {"bonus": christmas_bonus, "tax": tax_amount}

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import boto3
 import pytest
-from etl_helpers import ETL_DIR, FAKE_KEY_ID, FAKE_SECRET, SAMPLE, job_env
+
+from tests.support.etl import ETL_DIR, FAKE_KEY_ID, FAKE_SECRET, SAMPLE, job_env
 
 MEMORY_LIMIT = 1 << 30  # bytes of heap a job may take here: a runaway read fails, not the host
 

@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from etl_helpers import ETL_DIR, LABEL_FILE, OpenWatch, write_label
 
 import residency_guard
+from tests.support.etl import ETL_DIR, LABEL_FILE, OpenWatch, write_label
 
 _IMAGE = os.environ.get("ETL_IMAGE_PYTHON", "")
 IMAGE_PYTHON = os.path.abspath(_IMAGE) if _IMAGE else ""

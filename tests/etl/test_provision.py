@@ -9,9 +9,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from etl_helpers import LABEL_FILE, ROOT
 
 import residency_guard
+from tests.support.etl import LABEL_FILE, ROOT
 
 SCRIPT = ROOT / "vagrant" / "provision.sh"
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")

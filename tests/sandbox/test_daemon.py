@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +33,14 @@ def residency(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[st
 
 
 @pytest.fixture
-def user_env(tmp_path: Path) -> dict[str, str]:
+def user_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RESIDENCY_"))}
     env["RESIDENCY_STATE_DIR"] = str(tmp_path / "state")
     env["HOME"] = str(tmp_path)
     env["NO_COLOR"] = "1"
-    return env
+    yield env
+    # Whatever a test asserted, it leaves no sandbox running behind it.
+    residency(env, "sandbox", "down")
 
 
 def _status(env: dict[str, str]) -> tuple[int, dict[str, Any]]:
@@ -46,10 +49,10 @@ def _status(env: dict[str, str]) -> tuple[int, dict[str, Any]]:
 
 
 def test_up_status_env_down_leaves_nothing_running(user_env: dict[str, str]) -> None:
-    started = time.monotonic()
+    # How long `up` takes is measured by bench/sandbox_up.py, not asserted here: a wall-time
+    # bound fails on a loaded machine without anything being wrong.
     up = residency(user_env, "sandbox", "up", "--port", "0")
     assert up.returncode == 0, up.stderr
-    assert time.monotonic() - started < 10
     assert "sandbox listening on http://127.0.0.1:" in up.stdout
     code, status = _status(user_env)
     assert code == 0 and status["running"] and status["answering"]

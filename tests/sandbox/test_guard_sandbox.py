@@ -5,23 +5,19 @@ guard blocked from one that ran, and flagging overrides that widen the guard."""
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+import residency_guard
 from residency_cli.audit import audit
 from residency_cli.dispatch import Dispatcher, RunOptions
 from residency_cli.guarding import LABEL_FILE
 from residency_cli.sandbox.seed import EXAMPLE_DIR, load_bundle
 from residency_cli.waiting import PollPolicy
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "etl"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "etl"))
-from etl_helpers import OpenWatch  # tests/etl's helpers (inotify)
-
-import residency_guard  # the image's guard, a plain module in etl/
+# Importing tests.support.etl puts etl/ on sys.path, where the image's guard is a plain module.
+from tests.support.etl import OpenWatch  # inotify: was a file opened?
 
 FRANKFURT_REPORT = ("acme-frankfurt-reports", "tax-amount/tax_amount.csv")
 
@@ -55,7 +51,7 @@ def test_seeded_hosts_carry_their_location_on_their_data(sandbox: Any) -> None:
 
 
 def test_a_host_joined_with_residencys_activation_is_labelled(sandbox: Any) -> None:
-    from tests.sandbox.test_activation import create, join
+    from tests.support.activation import create, join
 
     tagged = create(sandbox, Tags=[{"Key": "residency:location", "Value": "frankfurt"}])
     status, answer = join(sandbox, "fra2.host", tagged, attributes={"location": "frankfurt"})

@@ -16,7 +16,7 @@ from botocore.stub import Stubber
 from residency_cli.activation import create_activation, install_commands
 from residency_cli.config import parse_config
 from residency_cli.errors import UsageError
-from tests.unit.test_config import VALID
+from tests.support.maps import VALID
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "etl"))
 import residency_guard  # the image's guard, a plain module in etl/

@@ -18,7 +18,7 @@ from residency_cli.durations import parse_duration
 from residency_cli.errors import ConfigError, UsageError
 from residency_cli.hosts import match_host
 from residency_cli.placement import ExpressionError, build_expression, evaluate, name_problem
-from tests.unit.test_config import VALID
+from tests.support.maps import VALID
 
 PROBLEM = re.compile(r"^m\.yaml:\d+: \S.*")
 scalars = st.one_of(

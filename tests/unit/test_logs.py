@@ -25,14 +25,8 @@ from residency_cli.logs import (
     task_streams,
 )
 from residency_cli.waiting import PollPolicy
-from tests.unit.test_logs_support import (
-    Clock,
-    FakeEcs,
-    FakeLogs,
-    client_error,
-    stream,
-    throttling,
-)
+from tests.support.clock import FakeClock
+from tests.support.fake_aws import FakeEcs, FakeLogs, client_error, stream, throttling
 
 TASK_ARN = "arn:aws:ecs:eu-central-1:123456789012:task/acme-etl/0123456789abcdef"
 
@@ -357,7 +351,7 @@ def test_every_event_exactly_once_in_order(
         else:
             logs.reject_next_token = True
     # Drain with the real drain() and a fake clock: it must end by itself.
-    clock = Clock()
+    clock = FakeClock()
     shown.extend(drain(follower, sleep=clock.sleep, now=clock.now, max_seconds=3600))
     assert follower.drain_complete is True
     assert [(e.timestamp, e.message) for e in shown] == written
@@ -373,13 +367,13 @@ def test_drain_waits_out_the_grace_period_for_late_lines() -> None:
     logs.put(s, (1, "early"))
     follower = LogFollower(logs, [s])  # type: ignore[arg-type]
 
-    def late(clock: Clock) -> None:
+    def late(clock: FakeClock) -> None:
         if 1.0 <= clock.t < 1.5 and not any(
             e["message"] == "last" for e in logs.streams[(s.group, s.stream)]
         ):
             logs.put(s, (2, "last"))
 
-    clock = Clock(on_sleep=late)
+    clock = FakeClock(on_sleep=late)
     shown = list(drain(follower, sleep=clock.sleep, now=clock.now, grace_seconds=2.0))
     assert messages(shown) == ["early", "last"]
     assert follower.drain_complete is True
@@ -392,7 +386,7 @@ def test_drain_of_an_empty_stream_ends_after_the_grace_period() -> None:
     s = stream()
     logs.create(s)
     follower = LogFollower(logs, [s])  # type: ignore[arg-type]
-    clock = Clock()
+    clock = FakeClock()
     assert list(drain(follower, sleep=clock.sleep, now=clock.now, grace_seconds=2.0)) == []
     assert 2.0 <= clock.t < 2.5
     assert follower.api_calls <= 8  # economical: the interval grows while nothing happens
@@ -404,10 +398,10 @@ def test_drain_is_bounded() -> None:
     follower = LogFollower(logs, [s])  # type: ignore[arg-type]
     counter = iter(range(10**6))
 
-    def chatty(clock: Clock) -> None:
+    def chatty(clock: FakeClock) -> None:
         logs.put(s, (next(counter), "more"))
 
-    clock = Clock(on_sleep=chatty)
+    clock = FakeClock(on_sleep=chatty)
     shown = list(drain(follower, sleep=clock.sleep, now=clock.now, max_seconds=30.0))
     assert follower.drain_complete is False
     assert 30.0 <= clock.t < 31.0 and shown
@@ -419,7 +413,7 @@ def test_drain_under_throttling_backs_off_and_still_delivers() -> None:
     logs.put(s, (1, "a"), (2, "b"))
     logs.errors.extend([throttling(), throttling(), throttling()])
     follower = LogFollower(logs, [s])  # type: ignore[arg-type]
-    clock = Clock()
+    clock = FakeClock()
     shown = list(drain(follower, sleep=clock.sleep, now=clock.now))
     assert messages(shown) == ["a", "b"]
     assert clock.sleeps[:3] == [2.0, 2.0, 2.0]
@@ -451,7 +445,7 @@ def test_read_logs_retries_throttling_with_back_off() -> None:
     s = stream()
     logs.put(s, (1, "a"))
     logs.errors.extend([throttling(), throttling()])
-    clock = Clock()
+    clock = FakeClock()
     events = list(read_logs(logs, [s], since_ms=None, sleep=clock.sleep))  # type: ignore[arg-type]
     assert messages(events) == ["a"] and clock.sleeps == [2.0, 2.0]
 
@@ -476,7 +470,7 @@ def test_tail_task_ends_by_itself_after_stop_with_every_line() -> None:
         ["PENDING", "RUNNING", "RUNNING", "RUNNING", "RUNNING", "STOPPED"],
         on_describe=progress,
     )
-    clock = Clock()
+    clock = FakeClock()
     shown: list[LogEvent] = []
     statuses: list[str] = []
     result = tail_task(
@@ -502,7 +496,7 @@ def test_tail_task_describes_the_task_at_most_once_a_second() -> None:
     """Logs are polled every 0.25 s while lines arrive; DescribeTasks stays at 1/s at most."""
     logs = FakeLogs()
     s = stream()
-    clock = Clock()
+    clock = FakeClock()
     described_at: list[float] = []
 
     def progress(n: int) -> None:
@@ -533,7 +527,7 @@ def test_tail_task_on_a_long_stopped_task_needs_no_grace() -> None:
     s = stream()
     logs.put(s, (1, "a"))
     ecs = FakeEcs(TASK_ARN, ["STOPPED"], stopped_at=datetime(2020, 1, 1, tzinfo=timezone.utc))
-    clock = Clock()
+    clock = FakeClock()
     shown: list[LogEvent] = []
     result = tail_task(
         ecs, logs, "c", TASK_ARN, [s], sleep=clock.sleep, now=clock.now, on_event=shown.append
@@ -547,7 +541,7 @@ def test_tail_task_of_a_task_ecs_forgot_reads_what_is_there() -> None:
     s = stream()
     logs.put(s, (1, "a"))
     ecs = FakeEcs(TASK_ARN, [])
-    clock = Clock()
+    clock = FakeClock()
     shown: list[LogEvent] = []
     result = tail_task(
         ecs, logs, "c", TASK_ARN, [s], sleep=clock.sleep, now=clock.now, on_event=shown.append
@@ -562,7 +556,7 @@ def test_tail_task_survives_throttled_describe_and_logs() -> None:
     logs.errors.extend([throttling(), throttling()])
     ecs = FakeEcs(TASK_ARN, ["RUNNING", "RUNNING", "STOPPED"])
     ecs.errors.append(throttling("DescribeTasks"))
-    clock = Clock()
+    clock = FakeClock()
     shown: list[LogEvent] = []
     result = tail_task(
         ecs, logs, "c", TASK_ARN, [s], sleep=clock.sleep, now=clock.now, on_event=shown.append
@@ -575,7 +569,7 @@ def test_tail_task_survives_throttled_describe_and_logs() -> None:
 def test_tail_task_propagates_other_describe_errors() -> None:
     ecs = FakeEcs(TASK_ARN, ["RUNNING"])
     ecs.errors.append(client_error("AccessDeniedException", "DescribeTasks"))
-    clock = Clock()
+    clock = FakeClock()
     with pytest.raises(AwsError, match="describing task"):
         tail_task(
             ecs,
@@ -594,7 +588,7 @@ def test_tail_task_reads_a_backlog_without_waiting_or_describing_each_page() -> 
     s = stream()
     logs.put(s, *[(i // 7, "line") for i in range(35_000)])
     ecs = FakeEcs(TASK_ARN, ["RUNNING", "STOPPED"])
-    clock = Clock()
+    clock = FakeClock()
     shown: list[LogEvent] = []
     tail_task(
         ecs, logs, "c", TASK_ARN, [s], sleep=clock.sleep, now=clock.now, on_event=shown.append
@@ -608,9 +602,9 @@ def test_tail_task_reads_a_backlog_without_waiting_or_describing_each_page() -> 
 
 def test_tail_task_interrupt_propagates() -> None:
     ecs = FakeEcs(TASK_ARN, ["RUNNING"])
-    clock = Clock()
+    clock = FakeClock()
 
-    def interrupt(_: Clock) -> None:
+    def interrupt(_: FakeClock) -> None:
         raise KeyboardInterrupt
 
     clock.on_sleep = interrupt
@@ -653,7 +647,7 @@ def test_several_streams_each_once_in_order_and_each_poll_sorted(
             polled = follower.poll()
             assert [e.timestamp for e in polled] == sorted(e.timestamp for e in polled)
             shown.extend(polled)
-    clock = Clock()
+    clock = FakeClock()
     shown.extend(drain(follower, sleep=clock.sleep, now=clock.now, max_seconds=3600))
     for name in streams:
         assert [(e.timestamp, e.message) for e in shown if e.container == name] == written[name]

@@ -10,22 +10,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from residency_cli.waiting import Engine, PollPolicy, Tracker
+from tests.support.clock import FakeClock
 
 ARN = "arn:aws:ecs:eu-central-1:123456789012:task/acme-etl/"
-
-
-@dataclass
-class Clock:
-    t: float = 0.0
-    sleeps: list[float] = field(default_factory=list)
-
-    def now(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        assert seconds >= 0
-        self.sleeps.append(seconds)
-        self.t += seconds
 
 
 @dataclass
@@ -61,14 +48,14 @@ def trackers(count: int, status: str = "PENDING") -> list[Tracker]:
     ]
 
 
-def engine(ecs: Ecs, clock: Clock, **options: Any) -> Engine:
+def engine(ecs: Ecs, clock: FakeClock, **options: Any) -> Engine:
     return Engine(ecs, "acme-etl", sleep=clock.sleep, now=clock.now, **options)  # type: ignore[arg-type]
 
 
 def test_one_describe_per_tick_for_up_to_100_tasks() -> None:
     tasks = trackers(150)
     ecs = Ecs({t.arn: ["RUNNING", "RUNNING", "STOPPED"] for t in tasks})
-    clock = Clock()
+    clock = FakeClock()
     report = engine(ecs, clock).wait(tasks, None)
     assert report.finished and all(t.status == "STOPPED" for t in tasks)
     assert ecs.batches == [100, 50, 100, 50, 100, 50]  # three ticks, two calls each
@@ -78,14 +65,14 @@ def test_one_describe_per_tick_for_up_to_100_tasks() -> None:
 def test_deleted_ends_the_wait_like_stopped() -> None:
     tasks = trackers(1)
     ecs = Ecs({tasks[0].arn: ["RUNNING", "DELETED"]})
-    report = engine(ecs, Clock()).wait(tasks, 60)
+    report = engine(ecs, FakeClock()).wait(tasks, 60)
     assert report.finished and tasks[0].ended and tasks[0].status == "DELETED"
 
 
 def test_a_task_ecs_forgot_ends_after_three_misses() -> None:
     tasks = trackers(1)
     ecs = Ecs({tasks[0].arn: ["RUNNING", None]})
-    report = engine(ecs, Clock()).wait(tasks, 60)
+    report = engine(ecs, FakeClock()).wait(tasks, 60)
     assert report.finished and tasks[0].gone and report.task is None
     assert report.describe_calls == 4  # RUNNING, then three misses in a row
 
@@ -93,7 +80,7 @@ def test_a_task_ecs_forgot_ends_after_three_misses() -> None:
 def test_throttled_describe_backs_off_and_goes_on() -> None:
     tasks = trackers(1)
     ecs = Ecs({tasks[0].arn: ["RUNNING", "RUNNING", "STOPPED"]}, throttle={0})
-    clock = Clock()
+    clock = FakeClock()
     policy = PollPolicy(describe_floor=1.0, describe_ceiling=8.0)
     report = engine(ecs, clock, policy=policy).wait(tasks, None)
     assert report.finished and report.throttled_describes == 1
@@ -103,7 +90,7 @@ def test_throttled_describe_backs_off_and_goes_on() -> None:
 def test_quiet_tasks_are_described_less_often_up_to_the_ceiling() -> None:
     tasks = trackers(1, "RUNNING")
     ecs = Ecs({tasks[0].arn: ["RUNNING"]})
-    clock = Clock()
+    clock = FakeClock()
     policy = PollPolicy(describe_floor=1.0, describe_ceiling=10.0, quiet_grace=20.0)
     report = engine(ecs, clock, policy=policy).wait(tasks, 300)
     assert not report.finished and clock.t == 300
@@ -121,7 +108,7 @@ def test_verify_sees_each_task_when_placed_and_again_when_running() -> None:
         for tracker in batch:
             tracker.host = object()  # type: ignore[assignment]
 
-    engine(ecs, Clock(), verify=verify).wait(tasks, None, described=False)
+    engine(ecs, FakeClock(), verify=verify).wait(tasks, None, described=False)
     assert seen == [["PENDING", "PENDING"], ["RUNNING", "RUNNING"]]
 
 
@@ -132,9 +119,9 @@ def test_a_violation_ends_the_wait_at_once_unless_told_otherwise() -> None:
     def verify(batch: Sequence[Tracker]) -> None:
         batch[0].violation = "residency: host x is in y, outside z"
 
-    report = engine(ecs, Clock(), verify=verify).wait(tasks, 60)
+    report = engine(ecs, FakeClock(), verify=verify).wait(tasks, 60)
     assert report.finished and report.describe_calls == 1
-    clock = Clock()
+    clock = FakeClock()
     again = trackers(2)
     ecs = Ecs({t.arn: ["RUNNING"] for t in again})
     report = engine(ecs, clock, verify=verify, stop_on_violation=False).wait(again, 5)
@@ -144,7 +131,7 @@ def test_a_violation_ends_the_wait_at_once_unless_told_otherwise() -> None:
 def test_a_host_disconnected_past_the_grace_is_lost_and_ends_the_wait() -> None:
     tasks = trackers(1, "RUNNING")
     ecs = Ecs({tasks[0].arn: ["RUNNING"]})
-    clock = Clock()
+    clock = FakeClock()
     asked: list[list[str]] = []
 
     def agents(arns: Sequence[str]) -> dict[str, bool]:
@@ -160,7 +147,7 @@ def test_a_host_disconnected_past_the_grace_is_lost_and_ends_the_wait() -> None:
 def test_a_brief_reconnect_is_not_a_lost_host() -> None:
     tasks = trackers(1, "RUNNING")
     ecs = Ecs({tasks[0].arn: ["RUNNING"] * 50 + ["STOPPED"]})
-    clock = Clock()
+    clock = FakeClock()
 
     def agents(arns: Sequence[str]) -> dict[str, bool]:
         return {"ci": int(clock.t) % 20 != 19}  # disconnected for a moment every 20 s

@@ -1,5 +1,5 @@
 """`residency journal show|verify`: the local, hash-chained record of every `run`
-(README.md, "The dispatch journal").
+(docs/governance.md, "The dispatch journal").
 
 Exit codes: `show` 0 (2 when the journal cannot be read); `verify` 0 intact or no journal yet,
 1 when it found a problem (one `error:` line per problem on stderr), 2 when the journal

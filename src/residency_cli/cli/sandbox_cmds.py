@@ -24,8 +24,14 @@ sandbox_app = typer.Typer(
 
 STATUS_NOT_RUNNING = 3
 
+# The variable lets a script (or the README quick-start test) move every `sandbox up` off the
+# default port without editing the commands it runs.
 PORT_OPTION: Any = typer.Option(
-    None, "--port", "-p", help="Port on 127.0.0.1 (default 4599; 0 picks a free one)."
+    None,
+    "--port",
+    "-p",
+    envvar="RESIDENCY_SANDBOX_PORT",
+    help="Port on 127.0.0.1 (default 4599; 0 picks a free one).",
 )
 
 

@@ -47,7 +47,7 @@ _DEFAULT = object()
 
 
 class SandboxFixture:
-    """A fresh seeded sandbox for one test (README.md, "The sandbox", lists the API)."""
+    """A fresh seeded sandbox for one test (docs/sandbox.md, "In tests", lists the API)."""
 
     def __init__(self, server: SandboxServer, config_path: Path = EXAMPLE_MAP) -> None:
         self._server = server

@@ -1,4 +1,4 @@
-"""Shared constants and helpers of the ETL tests (a plain module: conftest names collide)."""
+"""Constants and helpers of the ETL tests (tests/etl)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 ETL_DIR = ROOT / "etl"
-SAMPLE = Path(__file__).parent / "data" / "employee_data.csv"  # a copy of the seed's data
+SAMPLE = ROOT / "tests" / "etl" / "data" / "employee_data.csv"  # a copy of the seed's data
 
 # The scripts import their sibling as ``import common``, exactly as they do under /app.
 if str(ETL_DIR) not in sys.path:

@@ -1,7 +1,5 @@
-"""Fakes for the log tests: a CloudWatch Logs client with AWS's GetLogEvents semantics, an
-ECS client that tells a scripted task status, and a clock whose sleep advances time.
-
-Shared by tests/unit/test_logs.py, tests/aws/test_logs.py and tests/cli/test_logs.py.
+"""Fakes for the log tests: a CloudWatch Logs client with AWS's GetLogEvents semantics and
+an ECS client that tells a scripted task status (the clock is tests.support.clock.FakeClock).
 """
 
 from __future__ import annotations
@@ -85,25 +83,6 @@ class FakeLogs:
         if not page and token is not None:
             return {"events": [], "nextForwardToken": token}
         return {"events": [dict(e) for e in page], "nextForwardToken": f"f/{position + len(page)}"}
-
-
-@dataclass
-class Clock:
-    """Monotonic time that only moves when the code under test sleeps."""
-
-    t: float = 0.0
-    sleeps: list[float] = field(default_factory=list)
-    on_sleep: Callable[[Clock], None] | None = None
-
-    def now(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        assert seconds >= 0
-        self.sleeps.append(seconds)
-        self.t += seconds
-        if self.on_sleep is not None:
-            self.on_sleep(self)
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Stock moto as a stand-in control plane: enough for labels and listings.
+"""Stock moto as a stand-in control plane: enough for labels and listings (the `moto_cluster`
+fixture of tests/conftest.py builds one).
 
 moto 5.2.5 only registers container instances for EC2 `i-` ids that exist in its EC2
 (DESIGN.md), so each fake host is an EC2 instance first.
@@ -8,12 +9,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
-
-import boto3
-import pytest
-from moto import mock_aws
 
 from residency_cli.config import Config, parse_config
 
@@ -76,16 +74,51 @@ class MotoCluster:
         return values.get("location")
 
 
-@pytest.fixture
-def moto_cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoCluster]:
-    for variable in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+LOG_CONFIGURATION = {
+    "logDriver": "awslogs",
+    "options": {"awslogs-group": "/residency/acme", "awslogs-stream-prefix": "etl"},
+}
+
+
+def register_bonus(moto_cluster: MotoCluster, family: str = "christmas-bonus") -> None:
+    """A task definition like the ACME bonus job's (host network, awslogs)."""
+    moto_cluster.ecs.register_task_definition(
+        family=family,
+        networkMode="host",
+        executionRoleArn="arn:aws:iam::123456789012:role/ecsTaskExecutionRole",
+        containerDefinitions=[
+            {
+                "name": "christmas_bonus",
+                "image": "etl",
+                "memory": 128,
+                "essential": True,
+                "logConfiguration": LOG_CONFIGURATION,
+            },
+        ],
+    )
+
+
+@contextmanager
+def open_moto_cluster() -> Iterator[MotoCluster]:
+    """moto's mock of AWS with the cluster of MAP created (AWS_* variables are the caller's)."""
+    import boto3
+    from moto import mock_aws
+
     with mock_aws():
         ecs = boto3.client("ecs", region_name=REGION)
         ec2 = boto3.client("ec2", region_name=REGION)
         config = parse_config(MAP, "residency.yaml")
         ecs.create_cluster(clusterName=config.cluster)
         yield MotoCluster(ecs=ecs, ec2=ec2, config=config)
+
+
+@contextmanager
+def manual_task_lifecycle() -> Iterator[None]:
+    """Pin moto's task lifecycle: a task stops when the test says, not per DescribeTasks."""
+    from moto.moto_api import state_manager
+
+    state_manager.set_transition("ecs::task", {"progression": "manual", "times": 10**9})
+    try:
+        yield
+    finally:
+        state_manager.unset_transition("ecs::task")
