@@ -3,30 +3,9 @@ exactly the adversary placement verification exists for."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from residency_cli.dispatch import Dispatcher, RunOptions, aws_cli_command, client_token
 from tests.support.clock import FakeClock
-from tests.support.moto_cluster import REGION, MotoCluster, register_bonus
-
-
-class CountingEcs:
-    """The moto client, counting calls per operation."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.calls: dict[str, int] = {}
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self.inner, name)
-        if not callable(attribute) or name.startswith("get_paginator"):
-            return attribute
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self.calls[name] = self.calls.get(name, 0) + 1
-            return attribute(*args, **kwargs)
-
-        return counted
+from tests.support.moto_cluster import REGION, CountingEcs, MotoCluster, register_bonus
 
 
 def _dispatcher(moto_cluster: MotoCluster, clock: FakeClock) -> Dispatcher:

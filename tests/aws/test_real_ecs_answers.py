@@ -13,8 +13,9 @@ from botocore.stub import Stubber
 from residency_cli.dispatch import Dispatcher, RunOptions
 from residency_cli.errors import UsageError
 from residency_cli.results import Outcome
-from tests.aws.conftest import REGION, MotoCluster
-from tests.aws.test_dispatch import CountingEcs, FakeClock, _register, manual_tasks  # noqa: F401
+from tests.support.clock import FakeClock
+from tests.support.moto_cluster import REGION, CountingEcs, MotoCluster
+from tests.support.moto_cluster import register_bonus as _register
 
 
 class StubbedRunTask(CountingEcs):

@@ -16,7 +16,7 @@ import yaml
 
 from residency_cli.cli.app import main
 from residency_cli.config import MAX_MAP_BYTES, _check_expansion, _MapLoader
-from tests.unit.test_config import VALID
+from tests.support.maps import VALID
 
 # The billion laughs in YAML: 10 lines, 9^9 (387 million) strings once expanded.
 ALIAS_BOMB = """\

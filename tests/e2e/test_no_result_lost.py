@@ -16,7 +16,7 @@ import pytest
 from residency_cli.cli.app import main
 from residency_cli.dispatch import Dispatcher, RunOptions
 from residency_cli.journal import read
-from tests.e2e.conftest import World
+from tests.support.world import World
 
 
 class InterruptedOnce:

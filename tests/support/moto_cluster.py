@@ -122,3 +122,22 @@ def manual_task_lifecycle() -> Iterator[None]:
         yield
     finally:
         state_manager.unset_transition("ecs::task")
+
+
+class CountingEcs:
+    """The moto client, counting calls per operation."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls: dict[str, int] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self.inner, name)
+        if not callable(attribute) or name.startswith("get_paginator"):
+            return attribute
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            return attribute(*args, **kwargs)
+
+        return counted
