@@ -7,6 +7,7 @@ and the field, with a suggestion where one helps (CONTRACT.md section 1).
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 import stat
@@ -15,12 +16,26 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from residency_cli.constants import RESERVED_TAG_PREFIXES, WORKLOAD_TAG
+from residency_cli.constants import RESERVED_TAG_PREFIXES, RESIDENCY_TAGS, WORKLOAD_TAG
 from residency_cli.durations import parse_duration
 from residency_cli.errors import ConfigError
-from residency_cli.placement import attribute_name_problem, name_problem
+from residency_cli.limits import (
+    MAX_EXPRESSION_CHARACTERS,
+    MAX_OVERRIDES_CHARACTERS,
+    MAX_TAGS,
+    tag_problem,
+)
+from residency_cli.placement import attribute_name_problem, build_expression, name_problem
 
 DEFAULT_PATH = "residency.yaml"
 DEFAULT_TIMEOUT_SECONDS = 3600.0
@@ -127,12 +142,47 @@ class Workload(_Model):
     @field_validator("tags")
     @classmethod
     def _tags(cls, value: dict[str, str]) -> dict[str, str]:
+        # RunTask adds residency's own tags (constants.RESIDENCY_TAGS, at most 4) to these.
+        room = MAX_TAGS - len(RESIDENCY_TAGS)
+        if len(value) > room:
+            raise ValueError(
+                f"{len(value)} tags: ECS allows {MAX_TAGS} per task, {len(RESIDENCY_TAGS)} of "
+                f"them residency's, so at most {room}"
+            )
         for key, tag_value in value.items():
-            if not 1 <= len(key) <= 128 or len(tag_value) > 256:
-                raise ValueError(f"tag {key!r}: keys are 1-128 characters, values at most 256")
             if key.lower().startswith(RESERVED_TAG_PREFIXES):
                 raise ValueError(f"tag {key!r} uses a reserved prefix (aws:, residency:)")
+            problem = tag_problem(key, tag_value)
+            if problem:
+                raise ValueError(f"ECS would refuse it: {problem}")
         return value
+
+    @model_validator(mode="after")
+    def _overrides_fit(self) -> Workload:
+        """The container override `run` sends (command, environment, the data guard's
+        variable, a container name) within ECS's 8192 characters, JSON included."""
+        override = {
+            "containerOverrides": [
+                {
+                    "name": self.container or "x" * 255,
+                    "command": list(self.command or []),
+                    "environment": [
+                        {"name": k, "value": v}
+                        for k, v in {
+                            **self.environment,
+                            "RESIDENCY_ALLOWED_LOCATIONS": ",".join(self.locations),
+                        }.items()
+                    ],
+                }
+            ]
+        }
+        size = len(json.dumps(override, separators=(",", ":")))
+        if size > MAX_OVERRIDES_CHARACTERS:
+            raise ValueError(
+                f"command and environment make a container override of {size} characters; "
+                f"ECS allows {MAX_OVERRIDES_CHARACTERS}"
+            )
+        return self
 
     @property
     def locations(self) -> tuple[str, ...]:
@@ -193,6 +243,18 @@ class Config(_Model):
         if problem:
             raise ValueError(problem)
         return value
+
+    @model_validator(mode="after")
+    def _expressions_fit(self) -> Config:
+        """Each workload's placement expression within ECS's 2000 characters."""
+        for name, workload in self.workloads.items():
+            expression = build_expression(self.location_attribute, workload.locations)
+            if len(expression) > MAX_EXPRESSION_CHARACTERS:
+                raise ValueError(
+                    f"workloads.{name}: its placement expression has {len(expression)} "
+                    f"characters; ECS allows {MAX_EXPRESSION_CHARACTERS}: name fewer locations"
+                )
+        return self
 
     def workload(self, name: str) -> Workload:
         """The named workload, or a usage error naming the known ones."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -319,3 +320,39 @@ def test_unreadable_map_is_a_usage_error(
     assert "no residency map" in capsys.readouterr().err
     (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe\x00")
     assert main(["--config", str(tmp_path / "bin.yaml"), "validate"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "    tags: {cost-centre: hr}\n",
+            "    tags: {" + ", ".join(f"t{i}: v" for i in range(47)) + "}\n",
+            "47 tags: ECS allows 50 per task, 4 of them residency's, so at most 46",
+        ),
+        (
+            "    tags: {cost-centre: hr}\n",
+            "    tags: {owner: 'aws:me'}\n",
+            "aws: prefix is reserved",
+        ),
+        ("    tags: {cost-centre: hr}\n", "    tags: {owner: 'a|b'}\n", "has characters outside"),
+        (
+            "    tags: {cost-centre: hr}\n",
+            "    environment: {BIG: '" + "x" * 8200 + "'}\n",
+            "ECS allows 8192",
+        ),
+    ],
+)
+def test_ecs_limits_are_checked_by_validate(old: str, new: str, message: str) -> None:
+    """CONTRACT.md section 8, "Map limits": what RunTask would refuse fails `validate`."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_config(_replace(old, new))
+
+
+def test_a_placement_expression_over_2000_characters_is_refused() -> None:
+    names = [f"site{i:03d}" + "x" * 100 for i in range(20)]
+    text = VALID.replace(LOCATIONS_BLOCK, "locations:\n" + "".join(f"  {n}: {{}}\n" for n in names))
+    text = re.sub(r"location: \[?[a-z, ]+\]?\n", f"location: [{', '.join(names)}]\n", text)
+    text = re.sub(r"hosts:\n(  .*\n)+", "", text)
+    with pytest.raises(ConfigError, match="ECS allows 2000"):
+        parse_config(text)

@@ -12,12 +12,18 @@ import hashlib
 import json
 import re
 import shutil
-import unicodedata
 from datetime import datetime, timezone
 from typing import Any
 
 from residency_cli.errors import UsageError
 from residency_cli.guarding import write_label
+from residency_cli.limits import (
+    MAX_EXPRESSION_CHARACTERS,
+    MAX_OVERRIDES_CHARACTERS,
+    MAX_PLACEMENT_CONSTRAINTS,
+    MAX_TAGS,
+    tag_problem,
+)
 from residency_cli.placement import NAME_PATTERN, ExpressionError, evaluate, parse_expression
 from residency_cli.sandbox.world import ACCOUNT_ID, DAY_SECONDS, HostSpec, World, moto_module, world
 
@@ -1124,37 +1130,9 @@ def _replay(
     return tasks, list(remembered["failures"])
 
 
-# RunTask limits (ECS API Reference, RunTask and Tag: botocore's ecs service-2.json carries
-# the same numbers): tags at most 50 per task, keys 1-128 and values 0-256 characters of
-# `[\p{L}\p{Z}\p{N}_.:/=+\-@]`, no `aws:` prefix in any case on keys or values; overrides at
-# most 8192 characters "including the JSON formatting characters"; an expression at most
-# 2000 characters; at most 10 placement constraints (task definition's included).
-MAX_TAGS = 50
-MAX_TAG_KEY = 128
-MAX_TAG_VALUE = 256
-MAX_OVERRIDES_CHARACTERS = 8192
-MAX_EXPRESSION_CHARACTERS = 2000
-MAX_PLACEMENT_CONSTRAINTS = 10
-_TAG_PUNCTUATION = frozenset("_.:/=+-@")
-
-
-def _tag_text(text: str) -> bool:
-    """`[\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*`: Unicode letters, separators, numbers and those marks."""
-    return all(unicodedata.category(c)[0] in "LZN" or c in _TAG_PUNCTUATION for c in text)
-
-
+# RunTask limits: see residency_cli.limits (the ECS API Reference's numbers).
 def _tag_problem(tag: dict[str, Any]) -> str | None:
-    key, value = str(tag.get("key") or ""), str(tag.get("value") or "")
-    if not 1 <= len(key) <= MAX_TAG_KEY:
-        return f"Tag key must be 1-{MAX_TAG_KEY} characters: {key[:40]!r}."
-    if len(value) > MAX_TAG_VALUE:
-        return f"Tag value of {key!r} must be at most {MAX_TAG_VALUE} characters."
-    for text in (key, value):
-        if not _tag_text(text):
-            return f"Tag {key!r} has characters outside [\\p{{L}}\\p{{Z}}\\p{{N}}_.:/=+\\-@]."
-        if text.lower().startswith("aws:"):
-            return f"Tag {key!r}: the aws: prefix is reserved for AWS use."
-    return None
+    return tag_problem(str(tag.get("key") or ""), str(tag.get("value") or ""))
 
 
 def _check_tags(tags: list[dict[str, Any]]) -> None:
