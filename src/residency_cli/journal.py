@@ -466,6 +466,16 @@ def recorded_placements(path: Path) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
+class JournalRecords:
+    """`journal show`: the records, oldest first (JSON: the list)."""
+
+    records: list[dict[str, Any]]
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return self.records
+
+
+@dataclass(frozen=True)
 class VerifyReport:
     """What `verify` found: `ok` when no problem; `notes` are benign (crash leftovers)."""
 

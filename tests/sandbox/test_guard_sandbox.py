@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-import residency_guard
 from residency_cli.audit import audit
 from residency_cli.dispatch import Dispatcher, RunOptions
 from residency_cli.guarding import LABEL_FILE
@@ -18,6 +17,9 @@ from residency_cli.waiting import PollPolicy
 
 # Importing tests.support.etl puts etl/ on sys.path, where the image's guard is a plain module.
 from tests.support.etl import OpenWatch  # inotify: was a file opened?
+
+# isort: split
+import residency_guard  # etl/'s guard, importable once tests.support.etl is imported
 
 FRANKFURT_REPORT = ("acme-frankfurt-reports", "tax-amount/tax_amount.csv")
 

@@ -41,17 +41,4 @@ def activate(
         role=role,
         sandbox=state.sandbox,
     )
-    if output is OutputFormat.json:
-        render.emit_json(activation)
-        return
-    render.show(
-        f"activation {activation.activation_id} for {activation.registration_limit} host(s) "
-        f"of {location}, valid until {activation.expires_at}",
-        markup=False,
-    )
-    render.note("on each new host, run:")
-    for command in activation.commands:
-        render.raw(command)
-    if activation.sandbox_command:
-        render.note("on the sandbox, a simulated host joins with:")
-        render.raw(activation.sandbox_command)
+    render.render(activation, output)

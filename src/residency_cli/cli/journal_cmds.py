@@ -9,7 +9,6 @@ cannot be read (a directory, no permission).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -49,41 +48,6 @@ def journal_path(ctx: typer.Context) -> Path:
     return Path(chosen).expanduser() if chosen else default_journal_path()
 
 
-def _who(record: dict[str, Any]) -> str | None:
-    who = record.get("who")
-    if isinstance(who, dict) and who.get("arn"):
-        arn = str(who["arn"])
-        # arn:aws:sts::123456789012:assumed-role/Role/session -> assumed-role/Role/session
-        return arn.split(":", 5)[-1] if arn.count(":") >= 5 else arn
-    origin = record.get("origin")
-    if isinstance(origin, dict) and origin.get("user"):
-        return f"{origin['user']}@{origin.get('hostname') or '?'} (local)"
-    return None
-
-
-def _mapping(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _row(record: dict[str, Any]) -> list[Any]:
-    result = _mapping(record.get("result"))
-    host = _mapping(result.get("host"))
-    host_label = host.get("hostname") or host.get("instance_id")
-    if host_label is None and host.get("container_instance_arn"):
-        host_label = str(host["container_instance_arn"]).rsplit("/", 1)[-1]
-    return [
-        record.get("time"),
-        record.get("seq"),
-        _who(record),
-        record.get("workload"),
-        record.get("run_id"),
-        host_label,
-        host.get("location"),
-        result.get("outcome"),
-        result.get("exit_code"),
-    ]
-
-
 @journal_app.command("show")
 def show(
     ctx: typer.Context,
@@ -99,29 +63,9 @@ def show(
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """List the journal's records, oldest first. Prints nothing when there are none."""
-    from residency_cli.journal import read
+    from residency_cli.journal import JournalRecords, read
 
-    records = read(journal_path(ctx), workload=workload, limit=limit)
-    if output is OutputFormat.json:
-        render.emit_json(records)
-        return
-    if not records:
-        return
-    render.table(
-        None,
-        [
-            "time",
-            "seq",
-            "who",
-            "workload",
-            "run id",
-            "host",
-            "location",
-            "outcome",
-            "exit code",
-        ],
-        [_row(r) for r in records],
-    )
+    render.render(JournalRecords(read(journal_path(ctx), workload=workload, limit=limit)), output)
 
 
 @journal_app.command("verify")
@@ -132,9 +76,9 @@ def verify(ctx: typer.Context, output: OutputFormat = OUTPUT_OPTION) -> None:
 
     path = journal_path(ctx)
     report = check(path)
-    if output is OutputFormat.json:
-        render.emit_json(report)
     if not report.ok:
+        if output is OutputFormat.json:
+            render.render(report, output)
         raise JournalCorruptError(
             "\n".join(
                 [
@@ -144,15 +88,4 @@ def verify(ctx: typer.Context, output: OutputFormat = OUTPUT_OPTION) -> None:
                 ]
             )
         )
-    if output is OutputFormat.json:
-        return
-    for note in report.notes:
-        render.note(f"note: {note}")
-    if not report.exists:
-        render.show(f"no journal yet at {path}", markup=False)
-        return
-    render.show(
-        f"journal {path}: {report.records} record(s), intact; "
-        f"last seq {report.last_seq}, hash {report.last_hash}",
-        markup=False,
-    )
+    render.render(report, output)

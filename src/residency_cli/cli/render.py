@@ -16,10 +16,12 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.status import Status
 
+    from residency_cli.activation import Activation
     from residency_cli.audit import AuditReport
     from residency_cli.cli.state import OutputFormat
     from residency_cli.dispatch import DryRun
     from residency_cli.hosts import SyncPlan
+    from residency_cli.journal import JournalRecords, VerifyReport
     from residency_cli.logs import LogEvent
     from residency_cli.results import (
         CheckList,
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
         TaskList,
         ValidateSummary,
     )
+    from residency_cli.sandbox.control import JoinResult, SandboxStarted, SandboxStatus, StopResult
 
 PIPE_WIDTH = 200
 # How to call residency again, with the global options in effect (`--sandbox`, `--config`,
@@ -490,3 +493,147 @@ class ConsoleObserver:
     def close(self) -> None:
         if self.live is not None:
             self.live.stop()
+
+
+# --------------------------------------------------------------------------- sandbox, journal
+
+
+def _sandbox_started(started: SandboxStarted) -> None:
+    result = started.status
+    if result.stale_pid is not None:
+        note(f"removed the record of a sandbox that had died (pid {result.stale_pid})")
+    took = f" in {result.seconds:.1f}s" if result.seconds is not None else ""
+    show(
+        f"sandbox listening on {result.endpoint} (pid {result.pid}, region {result.region}){took}",
+        markup=False,
+    )
+    note(f"seeded from {result.config}; log: {result.log_file}")
+    if result.faults:
+        note(f"injecting faults {result.faults} (--fault-seed {result.fault_seed})")
+    note(
+        'use it with `residency --sandbox ...`, or `eval "$(residency sandbox env)"` for other '
+        "AWS clients; stop it with `residency sandbox down`"
+    )
+
+
+def _sandbox_stopped(result: StopResult) -> None:
+    if result.stale_pid is not None:
+        note(f"removed the record of a sandbox that had died (pid {result.stale_pid})")
+    if not result.was_running:
+        show("the sandbox is not running", markup=False)
+    else:
+        how = " (it had to be killed)" if result.forced else ""
+        show(f"sandbox stopped (pid {result.pid}){how}", markup=False)
+    if result.removed:
+        note(f"removed its files: {', '.join(result.removed)}")
+    if result.kept:
+        note(f"kept its files (--keep): {', '.join(result.kept)}")
+
+
+def _sandbox_status(result: SandboxStatus) -> None:
+    if result.stale_pid is not None:
+        note(f"removed the record of a sandbox that had died (pid {result.stale_pid})")
+    if not result.running:
+        show("not running", markup=False)
+        return
+    health = "answering" if result.answering else "NOT answering"
+    show(
+        f"running at {result.endpoint} (pid {result.pid}, region {result.region}, {health})",
+        markup=False,
+    )
+    note(f"map: {result.config}; log: {result.log_file}")
+    if result.faults:
+        note(f"injecting faults {result.faults} (--fault-seed {result.fault_seed})")
+
+
+def _sandbox_joined(result: JoinResult) -> None:
+    shown = ", ".join(f"{k}={v}" for k, v in result.attributes.items()) or "no attributes"
+    show(
+        f"{result.hostname} joined cluster {result.cluster} ({result.region}) as "
+        f"{result.instance_id} ({shown})",
+        markup=False,
+    )
+    note(f"container instance: {result.container_instance_arn}")
+
+
+def _activation(activation: Activation) -> None:
+    show(
+        f"activation {activation.activation_id} for {activation.registration_limit} host(s) "
+        f"of {activation.location}, valid until {activation.expires_at}",
+        markup=False,
+    )
+    note("on each new host, run:")
+    for line in activation.commands:
+        raw(line)
+    if activation.sandbox_command:
+        note("on the sandbox, a simulated host joins with:")
+        raw(activation.sandbox_command)
+
+
+def _journal_records(result: JournalRecords) -> None:
+    if not result.records:
+        return
+    columns = ["time", "seq", "event", "who", "workload", "run id", "host", "location"]
+    table(None, [*columns, "outcome", "exit code"], [_row(r) for r in result.records])
+
+
+def _journal_verified(report: VerifyReport) -> None:
+    for line in report.notes:
+        note(f"note: {line}")
+    if not report.exists:
+        show(f"no journal yet at {report.path}", markup=False)
+        return
+    show(
+        f"journal {report.path}: {report.records} record(s), intact; "
+        f"last seq {report.last_seq}, hash {report.last_hash}",
+        markup=False,
+    )
+
+
+def _who(record: dict[str, Any]) -> str | None:
+    who = record.get("who")
+    if isinstance(who, dict) and who.get("arn"):
+        arn = str(who["arn"])
+        # arn:aws:sts::123456789012:assumed-role/Role/session -> assumed-role/Role/session
+        return arn.split(":", 5)[-1] if arn.count(":") >= 5 else arn
+    origin = record.get("origin")
+    if isinstance(origin, dict) and origin.get("user"):
+        return f"{origin['user']}@{origin.get('hostname') or '?'} (local)"
+    return None
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _row(record: dict[str, Any]) -> list[Any]:
+    result = _mapping(record.get("result"))
+    host = _mapping(result.get("host"))
+    host_label = host.get("hostname") or host.get("instance_id")
+    if host_label is None and host.get("container_instance_arn"):
+        host_label = str(host["container_instance_arn"]).rsplit("/", 1)[-1]
+    return [
+        record.get("time"),
+        record.get("seq"),
+        record.get("event", "run"),
+        _who(record),
+        record.get("workload"),
+        record.get("run_id"),
+        host_label,
+        host.get("location"),
+        result.get("outcome"),
+        result.get("exit_code"),
+    ]
+
+
+_TEXT.update(
+    {
+        "SandboxStarted": _sandbox_started,
+        "StopResult": _sandbox_stopped,
+        "SandboxStatus": _sandbox_status,
+        "JoinResult": _sandbox_joined,
+        "Activation": _activation,
+        "JournalRecords": _journal_records,
+        "VerifyReport": _journal_verified,
+    }
+)

@@ -56,7 +56,7 @@ def up(
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Start the sandbox in the background, seeded from the map (or the ACME example)."""
-    from residency_cli.sandbox.control import DEFAULT_PORT
+    from residency_cli.sandbox.control import DEFAULT_PORT, SandboxStarted
     from residency_cli.sandbox.control import up as start
     from residency_cli.sandbox.seed import resolve_map
 
@@ -68,23 +68,7 @@ def up(
         faults=faults,
         fault_seed=fault_seed,
     )
-    if output is OutputFormat.json:
-        render.emit_json(result)
-        return
-    if result.stale_pid is not None:
-        render.note(f"removed the record of a sandbox that had died (pid {result.stale_pid})")
-    took = f" in {result.seconds:.1f}s" if result.seconds is not None else ""
-    render.show(
-        f"sandbox listening on {result.endpoint} (pid {result.pid}, region {result.region}){took}",
-        markup=False,
-    )
-    render.note(f"seeded from {result.config}; log: {result.log_file}")
-    if result.faults:
-        render.note(f"injecting faults {result.faults} (--fault-seed {result.fault_seed})")
-    render.note(
-        'use it with `residency --sandbox ...`, or `eval "$(residency sandbox env)"` for other '
-        "AWS clients; stop it with `residency sandbox down`"
-    )
+    render.render(SandboxStarted(result), output)
 
 
 @sandbox_app.command("down")
@@ -99,21 +83,7 @@ def down(
     """Stop the sandbox and every task process it runs, and delete its files (unless --keep)."""
     from residency_cli.sandbox.control import down as stop
 
-    result = stop(keep=keep)
-    if output is OutputFormat.json:
-        render.emit_json(result)
-        return
-    if result.stale_pid is not None:
-        render.note(f"removed the record of a sandbox that had died (pid {result.stale_pid})")
-    if not result.was_running:
-        render.show("the sandbox is not running", markup=False)
-    else:
-        how = " (it had to be killed)" if result.forced else ""
-        render.show(f"sandbox stopped (pid {result.pid}){how}", markup=False)
-    if result.removed:
-        render.note(f"removed its files: {', '.join(result.removed)}")
-    if result.kept:
-        render.note(f"kept its files (--keep): {', '.join(result.kept)}")
+    render.render(stop(keep=keep), output)
 
 
 @sandbox_app.command("status")
@@ -122,23 +92,7 @@ def status(output: OutputFormat = OUTPUT_OPTION) -> None:
     from residency_cli.sandbox.control import status as read
 
     result = read()
-    if output is OutputFormat.json:
-        render.emit_json(result)
-    else:
-        if result.stale_pid is not None:
-            render.note(f"removed the record of a sandbox that had died (pid {result.stale_pid})")
-        if result.running:
-            health = "answering" if result.answering else "NOT answering"
-            render.show(
-                f"running at {result.endpoint} (pid {result.pid}, region {result.region}, "
-                f"{health})",
-                markup=False,
-            )
-            render.note(f"map: {result.config}; log: {result.log_file}")
-            if result.faults:
-                render.note(f"injecting faults {result.faults} (--fault-seed {result.fault_seed})")
-        else:
-            render.show("not running", markup=False)
+    render.render(result, output)
     if not result.running:
         raise typer.Exit(STATUS_NOT_RUNNING)
 
@@ -194,13 +148,4 @@ def join(
         region=region,
         cluster=cluster,
     )
-    if output is OutputFormat.json:
-        render.emit_json(result)
-        return
-    shown = ", ".join(f"{k}={v}" for k, v in result.attributes.items()) or "no attributes"
-    render.show(
-        f"{result.hostname} joined cluster {result.cluster} ({result.region}) as "
-        f"{result.instance_id} ({shown})",
-        markup=False,
-    )
-    render.note(f"container instance: {result.container_instance_arn}")
+    render.render(result, output)

@@ -336,6 +336,18 @@ def _terminate(pid: int, directory: Path, grace: float = STOP_GRACE_SECONDS) -> 
 
 
 @dataclass(frozen=True)
+class SandboxStarted:
+    """`sandbox up`'s answer: the status of the sandbox it started (JSON: the status)."""
+
+    status: SandboxStatus
+
+    def to_json(self) -> Any:
+        from residency_cli.results import to_jsonable
+
+        return to_jsonable(self.status)
+
+
+@dataclass(frozen=True)
 class StopResult:
     was_running: bool
     pid: int | None = None
