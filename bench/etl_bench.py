@@ -125,6 +125,36 @@ def commands(data: Path, out: Path, etl_python: str) -> dict[str, dict[str, list
     }
 
 
+def _time_jobs(
+    jobs: dict[str, dict[str, list[str]]], repeat: int
+) -> dict[tuple[str, str], list[float]]:
+    """Wall seconds of each run of each (job, side), the sides alternating so that both see the
+    same machine load; exits at the first job that fails."""
+    times: dict[tuple[str, str], list[float]] = {}
+    for _ in range(repeat):
+        for job, sides in jobs.items():
+            for side, command in sides.items():
+                start = time.perf_counter()
+                done = subprocess.run(command, capture_output=True, check=False)
+                times.setdefault((job, side), []).append(time.perf_counter() - start)
+                if done.returncode != 0:
+                    raise SystemExit(f"failed: {' '.join(command)}\n{done.stderr.decode()}")
+    return times
+
+
+def _run_large(
+    big_jobs: dict[str, dict[str, list[str]]], large_repeat: int
+) -> dict[tuple[str, str], list[tuple[float, int]]]:
+    """(wall seconds, peak RSS MB) of each run on the large file: the jobs alone once, or
+    both sides `large_repeat` times."""
+    large: dict[tuple[str, str], list[tuple[float, int]]] = {}
+    for _ in range(max(1, large_repeat)):
+        for job, sides in big_jobs.items():
+            for side in ("etl", "pandas") if large_repeat else ("etl",):
+                large.setdefault((job, side), []).append(run(sides[side]))
+    return large
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -155,15 +185,7 @@ def main() -> int:
     os.environ["RESIDENCY_ALLOWED_LOCATIONS"] = "bench"
     data = generate(WORK / f"employees_{args.rows}.csv", args.rows)
     jobs = commands(data, WORK, args.etl_python)
-    times: dict[tuple[str, str], list[float]] = {}
-    for _ in range(args.repeat):
-        for job, sides in jobs.items():
-            for side, command in sides.items():
-                start = time.perf_counter()
-                done = subprocess.run(command, capture_output=True, check=False)
-                times.setdefault((job, side), []).append(time.perf_counter() - start)
-                if done.returncode != 0:
-                    raise SystemExit(f"failed: {' '.join(command)}\n{done.stderr.decode()}")
+    times = _time_jobs(jobs, args.repeat)
     median = {key: statistics.median(values) for key, values in times.items()}
 
     bonuses, tax = expected(data)
@@ -179,11 +201,7 @@ def main() -> int:
 
     big = generate(WORK / f"employees_{args.memory_rows}.csv", args.memory_rows)
     big_jobs = commands(big, WORK, args.etl_python)
-    large: dict[tuple[str, str], list[tuple[float, int]]] = {}
-    for _ in range(max(1, args.large_repeat)):
-        for job, sides in big_jobs.items():
-            for side in ("etl", "pandas") if args.large_repeat else ("etl",):
-                large.setdefault((job, side), []).append(run(sides[side]))
+    large = _run_large(big_jobs, args.large_repeat)
     # (median wall seconds, highest peak RSS) of each job on the large file.
     memory = {
         job: (

@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 # The uv the bootstrap installs. Any uv on PATH is used as it is: the lock files, not the
@@ -103,63 +104,79 @@ def _count_pins(paths: list[str]) -> int:
     return count
 
 
-def build(args: argparse.Namespace) -> None:
-    venv = Path(args.venv)
-    label = str(venv)
-    started = time.monotonic()
-    uv = find_uv(label, args.python)
-    tool = "uv" if uv else "pip"
-    python = str(venv / "bin" / "python")
+class _Installer:
+    """Runs each step with uv when there is one, else with pip, saying what it does."""
 
-    if args.fresh and venv.exists():
-        shutil.rmtree(venv)
-    if not (venv / "bin" / "python").exists():
-        _say(label, f"creating the environment ({tool}) ...")
-        if uv:
-            command = [uv, "venv", "--quiet", "--python", args.python, str(venv)]
-            if args.seed_pip:
+    def __init__(self, venv: Path, uv: str | None) -> None:
+        self.venv = venv
+        self.label = str(venv)
+        self.uv = uv
+        self.tool = "uv" if uv else "pip"
+        self.python = str(venv / "bin" / "python")
+
+    def create(self, base_python: str, seed_pip: bool) -> None:
+        if (self.venv / "bin" / "python").exists():
+            return
+        _say(self.label, f"creating the environment ({self.tool}) ...")
+        if self.uv:
+            command = [self.uv, "venv", "--quiet", "--python", base_python, str(self.venv)]
+            if seed_pip:
                 command.insert(3, "--seed")
             _run(command)
         else:
-            _run([args.python, "-m", "venv", str(venv)])
+            _run([base_python, "-m", "venv", str(self.venv)])
 
-    def install(what: str, extra: list[str]) -> None:
-        _say(label, f"installing {what} ({tool}) ...")
+    def install(self, what: str, extra: list[str]) -> None:
+        _say(self.label, f"installing {what} ({self.tool}) ...")
         step = time.monotonic()
-        if uv:
-            _run([uv, "pip", "install", "--quiet", "--python", python, *extra])
+        if self.uv:
+            _run([self.uv, "pip", "install", "--quiet", "--python", self.python, *extra])
         else:
             # pip's own progress stays visible: without uv this is the slow step.
-            _run([python, "-m", "pip", "install", "--disable-pip-version-check", *extra])
-        _say(label, f"  done in {time.monotonic() - step:.1f} s")
+            _run([self.python, "-m", "pip", "install", "--disable-pip-version-check", *extra])
+        _say(self.label, f"  done in {time.monotonic() - step:.1f} s")
 
+    def check(self) -> None:
+        _say(self.label, "checking that the installed packages agree ...")
+        if self.uv:
+            _run([self.uv, "pip", "check", "--quiet", "--python", self.python])
+        else:
+            _run([self.python, "-m", "pip", "check"])
+
+
+def _install_steps(args: argparse.Namespace) -> Iterator[tuple[str, list[str]]]:
+    """(what, installer arguments) for each install, in order: the locks, the requirement
+    files, the packages, then the editable project. A generator: each lock is read just
+    before it is installed, as the steps run."""
     for lock in args.lock:
         what = f"{_count_pins([lock])} locked packages from {lock}"
-        install(what, ["--require-hashes", "--no-deps", "-r", lock])
+        yield what, ["--require-hashes", "--no-deps", "-r", lock]
+    constraints = [flag for constraint in args.constraint for flag in ("-c", constraint)]
+    no_deps = ["--no-deps"] if args.no_deps else []
     if args.requirement:
-        flags = ["--no-deps"] if args.no_deps else []
-        for constraint in args.constraint:
-            flags += ["-c", constraint]
-        for requirement in args.requirement:
-            flags += ["-r", requirement]
-        install(" ".join(args.requirement), flags)
+        requirements = [flag for requirement in args.requirement for flag in ("-r", requirement)]
+        yield " ".join(args.requirement), [*no_deps, *constraints, *requirements]
     if args.package:
-        flags = ["--no-deps"] if args.no_deps else []
-        for constraint in args.constraint:
-            flags += ["-c", constraint]
-        install(" ".join(args.package), [*flags, *args.package])
+        yield " ".join(args.package), [*no_deps, *constraints, *args.package]
     if args.editable:
         # --no-deps: the lock already installed every dependency, at its pinned version.
-        install(f"{args.editable} (editable)", ["--no-deps", "-e", args.editable])
+        yield f"{args.editable} (editable)", ["--no-deps", "-e", args.editable]
+
+
+def build(args: argparse.Namespace) -> None:
+    venv = Path(args.venv)
+    started = time.monotonic()
+    installer = _Installer(venv, find_uv(str(venv), args.python))
+    if args.fresh and venv.exists():
+        shutil.rmtree(venv)
+    installer.create(args.python, args.seed_pip)
+    for what, extra in _install_steps(args):
+        installer.install(what, extra)
     if args.check:
-        _say(label, "checking that the installed packages agree ...")
-        if uv:
-            _run([uv, "pip", "check", "--quiet", "--python", python])
-        else:
-            _run([python, "-m", "pip", "check"])
+        installer.check()
     if args.stamp:
         Path(args.stamp).touch()
-    _say(label, f"ready in {time.monotonic() - started:.1f} s ({tool})")
+    _say(installer.label, f"ready in {time.monotonic() - started:.1f} s ({installer.tool})")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -337,7 +337,9 @@ def _dotted(path: tuple[Any, ...]) -> str:
     return ".".join(part(p) for p in path).replace(".[", "[")
 
 
-def _pydantic_messages(
+# Complexity exception (C901): a table from pydantic's error types to the messages a map's
+# author reads, one branch per type; the table is clearer in one place than split.
+def _pydantic_messages(  # noqa: C901
     error: ValidationError, fields: dict[tuple[Any, ...], set[str]]
 ) -> Iterator[tuple[tuple[Any, ...], str]]:
     reported: set[tuple[Any, ...]] = set()
@@ -557,6 +559,41 @@ def _too_large(size: int, source: str) -> ConfigError:
     )
 
 
+def _yaml_error(error: yaml.YAMLError, source: str) -> ConfigError:
+    """PyYAML's error as one `source:line: ...` line; its context (the construct the problem
+    is in) is added when it starts on another line, where the real mistake often is."""
+    mark = getattr(error, "problem_mark", None)
+    line = mark.line + 1 if mark is not None else 1
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    context, context_mark = (
+        getattr(error, "context", None),
+        getattr(error, "context_mark", None),
+    )
+    if context and context_mark is not None and context_mark.line + 1 != line:
+        problem += f" ({context} that starts on line {context_mark.line + 1})"
+    what = "" if isinstance(error, _MapLoadError) else "YAML syntax error: "
+    return ConfigError([f"{source}:{line}: {what}{problem}"])
+
+
+def _by_line(found: list[tuple[tuple[Any, ...], str]], index: _LineIndex, source: str) -> list[str]:
+    """The problems as `source:line: field: message` lines, in line order."""
+    # One message per field: the first said (a name's own problem before its side effects).
+    first: dict[tuple[Any, ...], str] = {}
+    for path, message in found:
+        first.setdefault(tuple(str(p) for p in path), message)
+    problems = sorted(
+        {
+            (
+                index.line(path),
+                f"{source}:{index.line(path)}: {_dotted(path) or '(top level)'}: {message}",
+            )
+            for path, message in found
+            if first.get(tuple(str(p) for p in path)) == message
+        }
+    )
+    return [message for _, message in problems]
+
+
 def parse_config(text: str, source: str = DEFAULT_PATH) -> Config:
     """Validate YAML text as a residency map; raises ConfigError listing every problem."""
     if len(text) > MAX_MAP_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_MAP_BYTES:
@@ -568,17 +605,7 @@ def parse_config(text: str, source: str = DEFAULT_PATH) -> Config:
             [f"{source}:1: the map nests too deeply (a residency map needs at most 5 levels)"]
         ) from None
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        context, context_mark = (
-            getattr(error, "context", None),
-            getattr(error, "context_mark", None),
-        )
-        if context and context_mark is not None and context_mark.line + 1 != line:
-            problem += f" ({context} that starts on line {context_mark.line + 1})"
-        what = "" if isinstance(error, _MapLoadError) else "YAML syntax error: "
-        raise ConfigError([f"{source}:{line}: {what}{problem}"]) from None
+        raise _yaml_error(error, source) from None
     if node is None or data is None:
         raise ConfigError(
             [
@@ -602,21 +629,7 @@ def parse_config(text: str, source: str = DEFAULT_PATH) -> Config:
         found += list(_pydantic_messages(error, _known_fields()))
         config = None
     if found:
-        # One message per field: the first said (a name's own problem before its side effects).
-        first: dict[tuple[Any, ...], str] = {}
-        for path, message in found:
-            first.setdefault(tuple(str(p) for p in path), message)
-        problems = sorted(
-            {
-                (
-                    index.line(path),
-                    f"{source}:{index.line(path)}: {_dotted(path) or '(top level)'}: {message}",
-                )
-                for path, message in found
-                if first.get(tuple(str(p) for p in path)) == message
-            }
-        )
-        raise ConfigError([message for _, message in problems])
+        raise ConfigError(_by_line(found, index, source))
     if config is None:  # pragma: no cover - every pydantic error yields a message above
         raise ConfigError([f"{source}:1: the map is not valid (run `residency schema`)"])
     config._source = source

@@ -40,10 +40,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from residency_cli.sandbox.state import SandboxCredentials
+
+if TYPE_CHECKING:
+    from botocore.awsrequest import AWSRequest
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 SIGV4_TIMESTAMP = "%Y%m%dT%H%M%SZ"  # botocore.auth.SIGV4_TIMESTAMP
@@ -166,56 +169,35 @@ def _query_without_signature(raw_query: str) -> str:
     return "&".join(kept)
 
 
-def verify(
-    environ: dict[str, Any],
-    credentials: SandboxCredentials,
-    now: Callable[[], float] = time.time,
-) -> Refusal | None:
-    """None when the request is signed by `credentials`; else why it is refused.
-
-    May read the request body (and put it back)."""
-    from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth, SigV4Auth, SigV4QueryAuth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
-
-    raw_query = str(environ.get("QUERY_STRING") or "")
-    query = dict(parse_qsl(raw_query, keep_blank_values=True))
-    header = _header(environ, "Authorization")
-    presigned = _SIGNATURE_PARAMETER in query or "X-Amz-Credential" in query
-    if not header and not presigned:
-        return Refusal("missing", MESSAGES["missing"])
+def _signature_parts(
+    header: str | None, query: dict[str, str], presigned: bool
+) -> tuple[str, str, str] | Refusal:
+    """(credential, signed headers, signature) from the presigned URL's query or the
+    Authorization header; a Refusal when they are not SigV4's."""
     if presigned:
         if query.get("X-Amz-Algorithm") != ALGORITHM:
             return Refusal("malformed", f"X-Amz-Algorithm must be {ALGORITHM}")
-        credential = query.get("X-Amz-Credential", "")
-        signed = query.get("X-Amz-SignedHeaders", "")
-        signature = query.get(_SIGNATURE_PARAMETER, "")
-    else:
-        assert header is not None
-        match = _HEADER.fullmatch(header.strip())
-        if match is None:
-            return Refusal(
-                "malformed",
-                f"the Authorization header is not {ALGORITHM} Credential=..., SignedHeaders=..., "
-                "Signature=... (the sandbox accepts Signature Version 4 only)",
-            )
-        credential, signed, signature = match["credential"], match["signed"], match["signature"]
-    scope = _SCOPE.fullmatch(credential)
-    if scope is None or not signed or not signature:
-        return Refusal(
-            "malformed", "the credential must be KEY/YYYYMMDD/REGION/SERVICE/aws4_request"
+        return (
+            query.get("X-Amz-Credential", ""),
+            query.get("X-Amz-SignedHeaders", ""),
+            query.get(_SIGNATURE_PARAMETER, ""),
         )
-    if not hmac.compare_digest(
-        scope["key"].encode("utf-8", "replace"), credentials.access_key_id.encode()
-    ):
-        return Refusal("unknown_key", MESSAGES["unknown_key"])
-    stamp = _timestamp(environ, query)
-    signed_at = _epoch(stamp) if stamp else None
-    if stamp is None or signed_at is None:
-        return Refusal("malformed", "the request has no valid X-Amz-Date (or Date) header")
-    if stamp[:8] != scope["date"]:
-        return Refusal("signature", "the credential's date is not the request's date")
-    current = now()
+    assert header is not None
+    match = _HEADER.fullmatch(header.strip())
+    if match is None:
+        return Refusal(
+            "malformed",
+            f"the Authorization header is not {ALGORITHM} Credential=..., SignedHeaders=..., "
+            "Signature=... (the sandbox accepts Signature Version 4 only)",
+        )
+    return match["credential"], match["signed"], match["signature"]
+
+
+def _freshness(
+    query: dict[str, str], presigned: bool, stamp: str, signed_at: float, current: float
+) -> Refusal | None:
+    """A presigned URL must not have expired; a signed header must be within 15 minutes of
+    the sandbox's clock (AWS's own limit, so that a captured request cannot be replayed)."""
     if presigned:
         try:
             expires = int(query.get("X-Amz-Expires", ""))
@@ -232,8 +214,17 @@ def verify(
             f"Signature expired: {stamp} is more than 15 minutes from the sandbox's time "
             f"{server_time}",
         )
+    return None
 
-    service, region = scope["service"], scope["region"]
+
+def _request_as_sent(
+    environ: dict[str, Any], raw_query: str, presigned: bool, signed: str, stamp: str
+) -> AWSRequest | Refusal:
+    """The request rebuilt as the client signed it (URL as sent, the signed headers, the
+    body), for botocore's signer to sign again; a Refusal when a signed header is missing or
+    a hex X-Amz-Content-SHA256 does not match the body."""
+    from botocore.awsrequest import AWSRequest
+
     host = _header(environ, "Host") or ""
     path = str(environ.get("REQUEST_URI") or environ.get("RAW_URI") or "").split("?", 1)[0]
     if not path:
@@ -248,6 +239,7 @@ def verify(
         headers[name] = value
     content_sha256 = headers.get("x-amz-content-sha256")
     body = b""
+    # UNSIGNED-PAYLOAD and STREAMING-... values are signed as they are: no body to read.
     if content_sha256 is None or _HEX_SHA256.fullmatch(content_sha256):
         body = read_body(environ)
     if (
@@ -262,6 +254,21 @@ def verify(
     for name, value in headers.items():
         request.headers[name] = value
     request.context["timestamp"] = stamp
+    return request
+
+
+def _expected_signature(
+    request: AWSRequest,
+    credentials: SandboxCredentials,
+    service: str,
+    region: str,
+    presigned: bool,
+) -> str:
+    """The signature botocore computes for `request` with the sandbox's credentials (S3 and
+    presigned URLs have their own signer variants)."""
+    from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth, SigV4Auth, SigV4QueryAuth
+    from botocore.credentials import Credentials
+
     signer_credentials = Credentials(credentials.access_key_id, credentials.secret_access_key)
     signer: SigV4Auth
     if presigned:
@@ -272,7 +279,51 @@ def verify(
             signer_credentials, service, region
         )
     canonical = signer.canonical_request(request)
-    expected = signer.signature(signer.string_to_sign(request, canonical), request)
+    return str(signer.signature(signer.string_to_sign(request, canonical), request))
+
+
+def verify(
+    environ: dict[str, Any],
+    credentials: SandboxCredentials,
+    now: Callable[[], float] = time.time,
+) -> Refusal | None:
+    """None when the request is signed by `credentials`; else why it is refused.
+
+    May read the request body (and put it back)."""
+    raw_query = str(environ.get("QUERY_STRING") or "")
+    query = dict(parse_qsl(raw_query, keep_blank_values=True))
+    header = _header(environ, "Authorization")
+    presigned = _SIGNATURE_PARAMETER in query or "X-Amz-Credential" in query
+    if not header and not presigned:
+        return Refusal("missing", MESSAGES["missing"])
+    parts = _signature_parts(header, query, presigned)
+    if isinstance(parts, Refusal):
+        return parts
+    credential, signed, signature = parts
+    scope = _SCOPE.fullmatch(credential)
+    if scope is None or not signed or not signature:
+        return Refusal(
+            "malformed", "the credential must be KEY/YYYYMMDD/REGION/SERVICE/aws4_request"
+        )
+    if not hmac.compare_digest(
+        scope["key"].encode("utf-8", "replace"), credentials.access_key_id.encode()
+    ):
+        return Refusal("unknown_key", MESSAGES["unknown_key"])
+    stamp = _timestamp(environ, query)
+    signed_at = _epoch(stamp) if stamp else None
+    if stamp is None or signed_at is None:
+        return Refusal("malformed", "the request has no valid X-Amz-Date (or Date) header")
+    if stamp[:8] != scope["date"]:
+        return Refusal("signature", "the credential's date is not the request's date")
+    stale = _freshness(query, presigned, stamp, signed_at, now())
+    if stale is not None:
+        return stale
+    request = _request_as_sent(environ, raw_query, presigned, signed, stamp)
+    if isinstance(request, Refusal):
+        return request
+    expected = _expected_signature(
+        request, credentials, scope["service"], scope["region"], presigned
+    )
     if not hmac.compare_digest(expected.encode(), signature.lower().encode()):
         return Refusal("signature", MESSAGES["signature"])
     return None

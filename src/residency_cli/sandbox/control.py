@@ -196,6 +196,52 @@ def _log_tail(path: Path, lines: int = 5) -> str:
     return "\n".join(text[-lines:])
 
 
+def _check_can_start(port: int) -> int | None:
+    """Refuses (UsageError) when a sandbox is already running or `port` cannot be listened
+    on; returns the pid of a sandbox that died without cleaning up, if any."""
+    state, stale = _recorded()
+    if state is not None:
+        raise UsageError(
+            f"the sandbox is already running at {state.endpoint} (pid {state.pid})",
+            hint="use it, or stop it first with `residency sandbox down`",
+        )
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port {port} is not a TCP port (0-65535; 0 picks a free one)")
+    if port and not _port_free(port):
+        raise UsageError(
+            f"port {port} on {HOST} is already in use",
+            hint="pick another with `residency sandbox up --port N` (0 picks a free one)",
+        )
+    return stale
+
+
+def _daemon_command(
+    port: int,
+    map_path: Path,
+    directory: Path,
+    label_hosts: bool,
+    faults: str | None,
+    seed: int | None,
+) -> list[str]:
+    """The daemon's command line (residency_cli.sandbox.daemon)."""
+    command = [
+        sys.executable,
+        "-m",
+        "residency_cli.sandbox.daemon",
+        "--port",
+        str(port),
+        "--map",
+        str(map_path.resolve()),
+        "--workdir",
+        str(directory),
+    ]
+    if label_hosts:
+        command.append("--label-hosts")
+    if faults:
+        command += ["--faults", faults, "--fault-seed", str(seed)]
+    return command
+
+
 def up(
     map_path: Path,
     port: int = DEFAULT_PORT,
@@ -214,19 +260,7 @@ def up(
     """
     started = time.monotonic()
     faults, seed = check_faults(faults, fault_seed)
-    state, stale = _recorded()
-    if state is not None:
-        raise UsageError(
-            f"the sandbox is already running at {state.endpoint} (pid {state.pid})",
-            hint="use it, or stop it first with `residency sandbox down`",
-        )
-    if not 0 <= port <= 65535:
-        raise UsageError(f"--port {port} is not a TCP port (0-65535; 0 picks a free one)")
-    if port and not _port_free(port):
-        raise UsageError(
-            f"port {port} on {HOST} is already in use",
-            hint="pick another with `residency sandbox up --port N` (0 picks a free one)",
-        )
+    stale = _check_can_start(port)
     from residency_cli.sandbox.seed import load_map
 
     load_map(map_path)  # a bad map is reported here, before anything starts
@@ -236,21 +270,7 @@ def up(
         shutil.rmtree(directory / stale_dir, ignore_errors=True)
     private_dir(directory)
     log = log_file()
-    command = [
-        sys.executable,
-        "-m",
-        "residency_cli.sandbox.daemon",
-        "--port",
-        str(port),
-        "--map",
-        str(map_path.resolve()),
-        "--workdir",
-        str(directory),
-    ]
-    if label_hosts:
-        command.append("--label-hosts")
-    if faults:
-        command += ["--faults", faults, "--fault-seed", str(seed)]
+    command = _daemon_command(port, map_path, directory, label_hosts, faults, seed)
     descriptor = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE_MODE)
     os.fchmod(descriptor, PRIVATE_FILE_MODE)  # a log left by an older residency was 0644
     with os.fdopen(descriptor, "ab") as output:

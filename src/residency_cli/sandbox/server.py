@@ -256,18 +256,7 @@ class SandboxMiddleware:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == HEALTH_PATH:
-            faults = self.world.faults
-            body = json.dumps(
-                {
-                    "residency_sandbox": True,
-                    "pid": os.getpid(),
-                    "region": self.world.region,
-                    "faults": faults.plan.spec or None,
-                    "fault_seed": faults.seed if faults.plan else None,
-                }
-            ).encode()
-            start_response("200 OK", [("Content-Type", "application/json")])
-            return [body]
+            return self._health(start_response)
         if path == JOIN_PATH:
             return join(environ, start_response, self.world)
         if path.startswith(MOTO_API_PREFIX) or path in MOTO_API_PATHS:
@@ -288,6 +277,26 @@ class SandboxMiddleware:
             return _refuse(environ, start_response, http_status, code, refusal.message)
         if environ.get("HTTP_" + INTERNAL_HEADER.upper().replace("-", "_")) == "1":
             return self.app(environ, start_response)
+        return self._counted(environ, start_response)
+
+    def _health(self, start_response: StartResponse) -> Iterable[bytes]:
+        """What `residency sandbox status` asks: is this a sandbox, and what faults it injects."""
+        faults = self.world.faults
+        body = json.dumps(
+            {
+                "residency_sandbox": True,
+                "pid": os.getpid(),
+                "region": self.world.region,
+                "faults": faults.plan.spec or None,
+                "fault_seed": faults.seed if faults.plan else None,
+            }
+        ).encode()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [body]
+
+    def _counted(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """An authenticated AWS request: counted, then handled by moto, delayed, or answered
+        with the fault (a scripted one first, else a random one) the world decides."""
         operation = identify(environ)
         if operation.service == "ecs" and self.world.enabled:
             from residency_cli.sandbox.moto_ext import forget_expired

@@ -110,6 +110,109 @@ def _log_options(container: dict[str, Any]) -> dict[str, str] | None:
     return dict(config.get("options") or {})
 
 
+def _container_mounts(
+    world: World,
+    container: dict[str, Any],
+    volumes: dict[Any, Any],
+    host: HostSpec,
+    task_dir: Path,
+) -> tuple[list[tuple[str, Path]], Any]:
+    """The container's mounts (longest container path first) and its simulated image, if any."""
+    mounts: list[tuple[str, Path]] = []
+    for point in container.get("mountPoints") or []:
+        volume = volumes.get(point.get("sourceVolume"))
+        if volume is None:
+            continue
+        source = (volume.get("host") or {}).get("sourcePath")
+        local = (
+            host.local_path(source)
+            if source
+            else task_dir / "volumes" / str(point.get("sourceVolume"))
+        )
+        local.mkdir(parents=True, exist_ok=True)
+        mounts.append((str(point["containerPath"]), local))
+    image = world.image_for(str(container.get("image", "")))
+    if image is not None:
+        mounts.append((image.container_path, image.local))
+    if not any(path == "/tmp" for path, _ in mounts):
+        mounts.append(("/tmp", task_dir / "tmp"))
+    # Longest first, so that the most specific mount maps a path.
+    mounts.sort(key=lambda m: len(m[0]), reverse=True)
+    (task_dir / "tmp").mkdir(parents=True, exist_ok=True)
+    return mounts, image
+
+
+def _container_env(
+    world: World,
+    container: dict[str, Any],
+    override: dict[str, Any],
+    host: HostSpec,
+    task_dir: Path,
+) -> dict[str, str]:
+    """The environment: a base, the definition's, the override's, then the sandbox's own."""
+    env = {
+        "PATH": _BASE_PATH,
+        "LANG": "C.UTF-8",
+        "HOME": str(task_dir / "tmp"),
+        "TMPDIR": str(task_dir / "tmp"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    for item in container.get("environment") or []:
+        env[str(item["name"])] = str(item.get("value", ""))
+    for item in override.get("environment") or []:
+        env[str(item["name"])] = str(item.get("value", ""))
+    forced = world.task_environment(host.hostname)
+    own_region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if own_region:  # the task's own region wins over the sandbox's
+        forced["AWS_REGION"] = forced["AWS_DEFAULT_REGION"] = own_region
+    env.update(forced)
+    return env
+
+
+def _resolve_executable(
+    argv: list[str], env: dict[str, str], mounts: list[tuple[str, Path]]
+) -> None:
+    """Points argv[0] at a runnable file, failing with the wording runc uses when there is none."""
+    executable = argv[0]
+    if executable in _PYTHON_NAMES:
+        argv[0] = sys.executable
+        # Makes socket.gethostname() answer the simulated hostname (host networking).
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(_SITE_DIR), env.get("PYTHONPATH", "")) if p
+        )
+    elif "/" in executable:
+        argv[0] = _mapped(executable, mounts)
+        if not os.access(argv[0], os.X_OK):
+            raise _cannot_start(
+                f'runc create failed: unable to start container process: exec: "{executable}"'
+                ": no such file or directory"
+            )
+    else:
+        found = shutil.which(executable, path=env["PATH"])
+        if found is None:
+            raise _cannot_start(
+                f'runc create failed: unable to start container process: exec: "{executable}"'
+                ": executable file not found in $PATH"
+            )
+        argv[0] = found
+
+
+def _working_directory(
+    container: dict[str, Any], image: Any, mounts: list[tuple[str, Path]], task_dir: Path
+) -> Path:
+    """The definition's workingDirectory, else the image's root, else the task's /tmp."""
+    workdir = container.get("workingDirectory")
+    if workdir:
+        cwd = Path(_mapped(str(workdir), mounts))
+    elif image is not None:
+        cwd = image.local
+    else:
+        cwd = task_dir / "tmp"
+    if not cwd.is_dir():
+        raise _cannot_start(f'chdir to cwd ("{workdir or cwd}") set in config.json failed')
+    return cwd
+
+
 def plan_containers(
     world: World, task: Any, task_definition: Any, host: HostSpec, task_dir: Path
 ) -> list[ContainerPlan]:
@@ -121,26 +224,7 @@ def plan_containers(
     for container in task_definition.container_definitions:
         name = container.get("name", "")
         override = overrides.get(name) or {}
-        mounts: list[tuple[str, Path]] = []
-        for point in container.get("mountPoints") or []:
-            volume = volumes.get(point.get("sourceVolume"))
-            if volume is None:
-                continue
-            source = (volume.get("host") or {}).get("sourcePath")
-            local = (
-                host.local_path(source)
-                if source
-                else task_dir / "volumes" / str(point.get("sourceVolume"))
-            )
-            local.mkdir(parents=True, exist_ok=True)
-            mounts.append((str(point["containerPath"]), local))
-        image = world.image_for(str(container.get("image", "")))
-        if image is not None:
-            mounts.append((image.container_path, image.local))
-        if not any(path == "/tmp" for path, _ in mounts):
-            mounts.append(("/tmp", task_dir / "tmp"))
-        mounts.sort(key=lambda m: len(m[0]), reverse=True)
-        (task_dir / "tmp").mkdir(parents=True, exist_ok=True)
+        mounts, image = _container_mounts(world, container, volumes, host, task_dir)
 
         command = override.get("command") or container.get("command") or []
         argv = [str(a) for a in (container.get("entryPoint") or []) + list(command)]
@@ -148,55 +232,9 @@ def plan_containers(
             raise _cannot_start("no command specified")
         argv = [argv[0]] + [_mapped(a, mounts) for a in argv[1:]]
 
-        env = {
-            "PATH": _BASE_PATH,
-            "LANG": "C.UTF-8",
-            "HOME": str(task_dir / "tmp"),
-            "TMPDIR": str(task_dir / "tmp"),
-            "PYTHONUNBUFFERED": "1",
-        }
-        for item in container.get("environment") or []:
-            env[str(item["name"])] = str(item.get("value", ""))
-        for item in override.get("environment") or []:
-            env[str(item["name"])] = str(item.get("value", ""))
-        forced = world.task_environment(host.hostname)
-        own_region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
-        if own_region:  # the task's own region wins over the sandbox's
-            forced["AWS_REGION"] = forced["AWS_DEFAULT_REGION"] = own_region
-        env.update(forced)
-
-        executable = argv[0]
-        if executable in _PYTHON_NAMES:
-            argv[0] = sys.executable
-            # Makes socket.gethostname() answer the simulated hostname (host networking).
-            env["PYTHONPATH"] = os.pathsep.join(
-                p for p in (str(_SITE_DIR), env.get("PYTHONPATH", "")) if p
-            )
-        elif "/" in executable:
-            argv[0] = _mapped(executable, mounts)
-            if not os.access(argv[0], os.X_OK):
-                raise _cannot_start(
-                    f'runc create failed: unable to start container process: exec: "{executable}"'
-                    ": no such file or directory"
-                )
-        else:
-            found = shutil.which(executable, path=env["PATH"])
-            if found is None:
-                raise _cannot_start(
-                    f'runc create failed: unable to start container process: exec: "{executable}"'
-                    ": executable file not found in $PATH"
-                )
-            argv[0] = found
-
-        workdir = container.get("workingDirectory")
-        if workdir:
-            cwd = Path(_mapped(str(workdir), mounts))
-        elif image is not None:
-            cwd = image.local
-        else:
-            cwd = task_dir / "tmp"
-        if not cwd.is_dir():
-            raise _cannot_start(f'chdir to cwd ("{workdir or cwd}") set in config.json failed')
+        env = _container_env(world, container, override, host, task_dir)
+        _resolve_executable(argv, env, mounts)
+        cwd = _working_directory(container, image, mounts, task_dir)
 
         log = _log_options(container)
         plan = ContainerPlan(

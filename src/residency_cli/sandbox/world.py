@@ -175,6 +175,58 @@ def _target(target: str, item: str) -> str:
     return target
 
 
+def _slow_seconds(value: str, item: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise FaultSpecError(f"{item!r}: {value!r} is not a number of seconds") from None
+    if not 0.0 <= seconds <= MAX_SLOW_SECONDS:
+        raise FaultSpecError(f"{item!r}: slow_seconds must be from 0 to {MAX_SLOW_SECONDS:g}")
+    return seconds
+
+
+def _split_item(raw: str, text: str) -> tuple[str, str, str]:
+    """One comma-separated item as (item, key, value); FaultSpecError unless it is KEY=VALUE."""
+    item = raw.strip()
+    if not item:
+        raise FaultSpecError(f"empty item in {text!r}")
+    key, equals, value = item.partition("=")
+    key, value = key.strip(), value.strip()
+    if not equals or not value:
+        raise FaultSpecError(f"{item!r}: expected KIND=RATE")
+    return item, key, value
+
+
+def _add_rate(rates: dict[tuple[str, str], float], item: str, key: str, value: str) -> None:
+    """Adds `KIND[:TARGET]=RATE` to `rates`, refusing an unknown kind or a rule given twice."""
+    kind, _, target = key.partition(":")
+    if kind not in FAULT_KINDS:
+        raise FaultSpecError(
+            f"{item!r}: unknown fault {kind!r} ({', '.join(FAULT_KINDS)}, slow_seconds)"
+        )
+    if ":" in key:
+        target = _target(target, item)
+    if (kind, target) in rates:
+        raise FaultSpecError(f"{item!r}: {key} is given twice")
+    rates[(kind, target)] = _rate(value, item)
+
+
+def _check_totals(plan: FaultPlan) -> None:
+    """Refuses a plan where the rates that apply to one request add up to more than 1."""
+    for target in sorted({t for _, t in plan.rates} | {""}):
+        # A request this rule can apply to, with every broader rule that applies with it.
+        if ":" in target:
+            service, operation = target.split(":", 1)
+        elif target[:1].islower():
+            service, operation = target, "-"
+        else:
+            service, operation = "ecs", target or "-"
+        total = sum(plan.rate(kind, service, operation) for kind in FAULT_KINDS)
+        if total > 1.0 + 1e-9:
+            where = f" for {target}" if target else ""
+            raise FaultSpecError(f"the rates{where} add up to {total:g}, more than 1")
+
+
 def parse_fault_spec(spec: str | Mapping[str, float] | None) -> FaultPlan:
     """`throttle=0.2,error=0.05,reset=0.05,slow=0.1,slow_seconds=0.5,throttle:RunTask=0.5`
     (or the same as a mapping); FaultSpecError with one line when it does not parse. Empty,
@@ -189,52 +241,19 @@ def parse_fault_spec(spec: str | Mapping[str, float] | None) -> FaultPlan:
     rates: dict[tuple[str, str], float] = {}
     slow_seconds: float | None = None
     for raw in text.split(","):
-        item = raw.strip()
-        if not item:
-            raise FaultSpecError(f"empty item in {text!r}")
-        key, equals, value = item.partition("=")
-        key, value = key.strip(), value.strip()
-        if not equals or not value:
-            raise FaultSpecError(f"{item!r}: expected KIND=RATE")
-        if key == "slow_seconds":
-            if slow_seconds is not None:
-                raise FaultSpecError("slow_seconds is given twice")
-            try:
-                slow_seconds = float(value)
-            except ValueError:
-                raise FaultSpecError(f"{item!r}: {value!r} is not a number of seconds") from None
-            if not 0.0 <= slow_seconds <= MAX_SLOW_SECONDS:
-                raise FaultSpecError(
-                    f"{item!r}: slow_seconds must be from 0 to {MAX_SLOW_SECONDS:g}"
-                )
-            continue
-        kind, _, target = key.partition(":")
-        if kind not in FAULT_KINDS:
-            raise FaultSpecError(
-                f"{item!r}: unknown fault {kind!r} ({', '.join(FAULT_KINDS)}, slow_seconds)"
-            )
-        if ":" in key:
-            target = _target(target, item)
-        if (kind, target) in rates:
-            raise FaultSpecError(f"{item!r}: {key} is given twice")
-        rates[(kind, target)] = _rate(value, item)
+        item, key, value = _split_item(raw, text)
+        if key != "slow_seconds":
+            _add_rate(rates, item, key, value)
+        elif slow_seconds is not None:
+            raise FaultSpecError("slow_seconds is given twice")
+        else:
+            slow_seconds = _slow_seconds(value, item)
     plan = FaultPlan(
         rates,
         DEFAULT_SLOW_SECONDS if slow_seconds is None else slow_seconds,
         ",".join(p.strip() for p in text.split(",")),
     )
-    for target in sorted({t for _, t in rates} | {""}):
-        # A request this rule can apply to, with every broader rule that applies with it.
-        if ":" in target:
-            service, operation = target.split(":", 1)
-        elif target[:1].islower():
-            service, operation = target, "-"
-        else:
-            service, operation = "ecs", target or "-"
-        total = sum(plan.rate(kind, service, operation) for kind in FAULT_KINDS)
-        if total > 1.0 + 1e-9:
-            where = f" for {target}" if target else ""
-            raise FaultSpecError(f"the rates{where} add up to {total:g}, more than 1")
+    _check_totals(plan)
     return plan
 
 
