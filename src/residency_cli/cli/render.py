@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         LabelChange,
         PlacedHost,
         RunResult,
+        StopResult,
         TaskList,
         ValidateSummary,
     )
@@ -164,6 +165,13 @@ def plain(text: object) -> str:
     from rich.markup import escape
 
     return escape(printable(text))
+
+
+def confirm(question: str) -> bool:
+    """Ask on the terminal (stderr), default no. Callers ask only when stdin is a TTY."""
+    import typer
+
+    return bool(typer.confirm(printable(question), default=False, err=True))
 
 
 def yes_no(value: bool) -> str:
@@ -346,6 +354,22 @@ def _dry_run(plan: DryRun) -> None:
     raw(plan.aws_cli)
 
 
+def _stop(result: StopResult) -> None:
+    for task in result.tasks:
+        if task.stopped:
+            show(
+                f"stopped {task.task_id} ({task.workload}), was {task.status_before or '-'}",
+                markup=False,
+            )
+        else:
+            show(
+                f"{task.task_id} ({task.workload}) had already stopped "
+                f"({task.status_before or '-'}); nothing sent",
+                markup=False,
+            )
+    note(f"reason: {result.reason}")
+
+
 def _tasks(result: TaskList) -> None:
     rows = [
         [
@@ -434,6 +458,7 @@ _TEXT: dict[str, Callable[[Any], None]] = {
     "RunResult": _run,
     "DryRun": _dry_run,
     "TaskList": _tasks,
+    "StopResult": _stop,
     "AuditReport": _audit,
     "ValidateSummary": _validate,
 }

@@ -25,7 +25,11 @@ sandbox_app = typer.Typer(
 STATUS_NOT_RUNNING = 3
 
 PORT_OPTION: Any = typer.Option(
-    None, "--port", "-p", help="Port on 127.0.0.1 (default 4599; 0 picks a free one)."
+    None,
+    "--port",
+    "-p",
+    metavar="PORT",
+    help="Port on 127.0.0.1 (default 4599; 0 picks a free one).",
 )
 
 
