@@ -836,6 +836,7 @@ class Dispatcher:
                 hint="attach follows tasks of the map's workloads only",
             )
         tracker = Tracker(str(task["taskArn"]), task, name)
+        self.observer.status(task, None)  # where it stands now (the engine reports changes)
         return self._finish(
             name,
             [tracker],

@@ -477,6 +477,7 @@ class ConsoleObserver:
 
         self.err = stderr()
         self.live: Status | None = None
+        self.states: dict[str, str] = {}  # task id -> its last status, for the live line
         self.printer = LogPrinter(
             json_lines=False, show_container=True, to_stderr=output is OutputFormat.json
         )
@@ -489,13 +490,28 @@ class ConsoleObserver:
         return arn.rsplit("/", 1)[-1]
 
     def status(self, task: Mapping[str, Any], previous: str | None) -> None:
+        """One line per change (`previous` None: the status found on attaching)."""
         import time
 
-        current = task.get("lastStatus")
-        line = f"task {self._short(str(task.get('taskArn')))}: {previous or 'new'} → {current}"
-        if self.live is not None:
-            self.live.update(f"task {self._short(str(task.get('taskArn')))}: {current}…")
+        current = str(task.get("lastStatus"))
+        task_id = self._short(str(task.get("taskArn")))
+        line = f"task {task_id}: {previous} → {current}" if previous else f"task {task_id}: {current}"
+        self.states[task_id] = current
+        self._spin()
         self.err.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {plain(line)}")
+
+    def _spin(self) -> None:
+        """The live status line: each task's current state (counts when there are many)."""
+        if self.live is None or not self.states:
+            return
+        if len(self.states) <= 3:
+            text = ", ".join(f"task {t}: {s}" for t, s in self.states.items())
+        else:
+            counts: dict[str, int] = {}
+            for state in self.states.values():
+                counts[state] = counts.get(state, 0) + 1
+            text = f"{len(self.states)} tasks: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+        self.live.update(plain(text) + "…")
 
     def placed(self, task_arn: str, host: PlacedHost, allowed: bool) -> None:
         where = host.hostname or host.instance_id or host.container_instance_arn
@@ -503,6 +519,8 @@ class ConsoleObserver:
         location = host.location or "no location"
         placed = plain(f"task {self._short(task_arn)} placed on {where} in {location}")
         self.err.print(f"{placed}: {verdict}")
+        if self.live is not None and self._short(task_arn) not in self.states:
+            self.live.update(plain(f"task {self._short(task_arn)} placed on {where}") + "…")
 
     def log(self, event: LogEvent) -> None:
         if self.live is not None:
