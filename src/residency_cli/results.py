@@ -235,7 +235,7 @@ class Outcome(str, enum.Enum):
         "timeout",
         6,
         5,
-        "timed out waiting for task {task_id}; it is left running: {attach}",
+        "timed out waiting for task {task_id}; it is left running: {attach} (or {stop})",
     )
     PARTIAL = (
         "partial",

@@ -87,9 +87,10 @@ def test_stop_default_reason_names_user_and_host(
     assert code == 0 and f"stopped {task_id} (bonus), was " in out
     (task,) = moto_cluster.ecs.describe_tasks(cluster="acme-etl", tasks=[task_id])["tasks"]
     assert task["stoppedReason"] == default_stop_reason()
-    assert default_stop_reason().startswith("stopped by residency stop (") and "@" in task[
-        "stoppedReason"
-    ]
+    assert (
+        default_stop_reason().startswith("stopped by residency stop (")
+        and "@" in task["stoppedReason"]
+    )
     code, _, err = cli(capsys, "-c", str(map_path), "stop", task_id, "--reason", "x" * 300)
     assert code == 0, err
     assert len(_journal()[-1]["result"]["reason"]) == 255  # type: ignore[index]
@@ -140,7 +141,10 @@ def test_stop_bad_arguments(
 @pytest.mark.parametrize(
     ("value", "words"),
     [
-        ("python job.py --day '2024-05-01 00:00'", ["python", "job.py", "--day", "2024-05-01 00:00"]),
+        (
+            "python job.py --day '2024-05-01 00:00'",
+            ["python", "job.py", "--day", "2024-05-01 00:00"],
+        ),
         ('["sh", "-c", "echo $HOME"]', ["sh", "-c", "echo $HOME"]),
         ("  echo  hi ", ["echo", "hi"]),
     ],

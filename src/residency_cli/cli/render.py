@@ -495,7 +495,9 @@ class ConsoleObserver:
 
         current = str(task.get("lastStatus"))
         task_id = self._short(str(task.get("taskArn")))
-        line = f"task {task_id}: {previous} → {current}" if previous else f"task {task_id}: {current}"
+        line = (
+            f"task {task_id}: {previous} → {current}" if previous else f"task {task_id}: {current}"
+        )
         self.states[task_id] = current
         self._spin()
         self.err.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {plain(line)}")
