@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 import typer
+from typer.core import TyperArgument
 
 from residency_cli import __version__
 from residency_cli.cli import (
@@ -23,8 +24,6 @@ from residency_cli.cli import (
     sandbox_cmds,
 )
 from residency_cli.cli.state import AppState
-
-from typer.core import TyperArgument
 
 try:  # Typer >= 0.20 vendors click; its exceptions are not those of the `click` package.
     from typer._click import exceptions as click_exceptions
@@ -217,7 +216,7 @@ def _click_message(problem: Any) -> str:
     else:
         message = problem.format_message().rstrip(".")
         typo = re.match(r"No such command '(.*?)'", message)
-        if typo and ctx is not None and hasattr(command, "list_commands"):
+        if typo and command is not None and hasattr(command, "list_commands"):
             near = difflib.get_close_matches(typo.group(1), command.list_commands(ctx), n=1)
             message = f"no such command {typo.group(1)!r}"
             message += f" (did you mean {near[0]!r}?)" if near else ""
