@@ -239,3 +239,30 @@ def test_help_metavars_read_like_words_not_python_types(
     assert code == 0
     for python_type in ("<str>", "<int>", "<list[", "<int range>", "{", "[["):
         assert python_type not in out, out
+
+
+def test_live_status_shows_each_tasks_current_state(capsys: pytest.CaptureFixture[str]) -> None:
+    """The spinner line follows the tasks (it said "dispatching…" for the whole run)."""
+    from residency_cli.cli.render import ConsoleObserver
+    from residency_cli.cli.state import OutputFormat
+
+    shown: list[str] = []
+
+    class Live:
+        def update(self, text: str) -> None:
+            shown.append(text)
+
+        def stop(self) -> None:
+            pass
+
+    observer = ConsoleObserver(OutputFormat.text)
+    observer.live = Live()  # type: ignore[assignment]
+    observer.status({"taskArn": "arn/t1", "lastStatus": "PENDING"}, "PROVISIONING")
+    assert shown[-1] == "task t1: PENDING…"
+    observer.status({"taskArn": "arn/t2", "lastStatus": "RUNNING"}, None)
+    assert shown[-1] == "task t1: PENDING, task t2: RUNNING…"
+    for n in range(3, 6):
+        observer.status({"taskArn": f"arn/t{n}", "lastStatus": "RUNNING"}, "PENDING")
+    assert shown[-1] == "5 tasks: 1 PENDING, 4 RUNNING…"
+    err = capsys.readouterr().err
+    assert "task t1: PROVISIONING → PENDING" in err and "task t2: RUNNING" in err
