@@ -48,7 +48,9 @@ from residency_cli.results import (
     Outcome,
     PlacedHost,
     RunResult,
+    StoppedTask,
     TaskOutcome,
+    TasksStopped,
     WorkloadCheck,
 )
 from residency_cli.waiting import (
@@ -78,6 +80,7 @@ if TYPE_CHECKING:
     from residency_cli.logs import LogFollower, LogStream
 
 MAX_COUNT = 10  # RunTask starts at most 10 tasks per call
+MAX_STOP_REASON = 255  # StopTask's reason: "Up to 255 characters are allowed"
 _RUN_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 EXTERNAL_NETWORK_MODES = (None, "bridge", "host", "none")
@@ -308,11 +311,49 @@ def parse_env(pairs: Sequence[str]) -> dict[str, str]:
     return env
 
 
+MAX_COMMAND_CHARS = 8192  # ECS: the overrides of a RunTask request, as JSON, at most 8 KiB
+
+
+def parse_command(value: str) -> list[str]:
+    """`run --command`: a JSON list of strings when it starts with `[`, else split like a
+    shell would (`shlex.split`). Empty or unparsable is a usage error (exit 2)."""
+    text = value.strip()
+    problem = None
+    words: Any = None
+    if text.startswith("["):
+        try:
+            words = json.loads(text)
+        except ValueError as error:
+            problem = f"not a JSON list ({error})"
+        else:
+            if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+                problem = "a JSON list must hold strings only"
+    else:
+        try:
+            words = shlex.split(text)
+        except ValueError as error:
+            problem = f"cannot split it like a shell ({error})"
+    if problem is None and (not words or not words[0]):
+        problem = "it is empty"
+    if problem is None and len(json.dumps(words)) > MAX_COMMAND_CHARS:
+        problem = f"longer than ECS's {MAX_COMMAND_CHARS} characters of overrides"
+    if problem is not None:
+        shown = value if len(value) <= 80 else value[:77] + "..."
+        raise UsageError(
+            f"invalid --command {shown!r}: {problem}",
+            hint="e.g. --command 'python job.py --day 2024-05-01' or "
+            '--command \'["python", "job.py"]\'',
+        )
+    return [str(w) for w in words]
+
+
 @dataclass(frozen=True)
 class RunOptions:
     run_id: str
     count: int = 1
     env: dict[str, str] = field(default_factory=dict)
+    # `run --command`: replaces the container's (and the workload's) command.
+    command: list[str] | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.count <= MAX_COUNT:
@@ -340,25 +381,31 @@ def build_request(
         "tags": tags,
         "clientToken": client_token(config.cluster, name, options.run_id),
     }
-    override = _container_override(workload, options.env, container)
+    override = _container_override(workload, options.env, container, options.command)
     if override:
         request["overrides"] = {"containerOverrides": [override]}
     return request
 
 
 def _container_override(
-    workload: Workload, extra_env: Mapping[str, str], container: str | None
+    workload: Workload,
+    extra_env: Mapping[str, str],
+    container: str | None,
+    command: Sequence[str] | None = None,
 ) -> dict[str, Any] | None:
+    """The workload's container override: its environment (with the data guard's) and its
+    command, `run --command`'s when given, else the map's."""
     environment = {**workload.environment, **extra_env}
     if container is not None:  # the data guard gets the map's locations (docs/enforcement.md)
         environment = with_guard(environment, workload.locations)
-    if not environment and workload.command is None:
+    command = command if command is not None else workload.command
+    if not environment and command is None:
         return None
     if container is None:
         raise UsageError("cannot override the command or environment: no container to override")
     override: dict[str, Any] = {"name": container}
-    if workload.command is not None:
-        override["command"] = list(workload.command)
+    if command is not None:
+        override["command"] = list(command)
     if environment:
         override["environment"] = [{"name": k, "value": v} for k, v in environment.items()]
     return override
@@ -387,6 +434,18 @@ def aws_cli_command(request: Mapping[str, Any], region: str | None) -> str:
         text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
         words += [flag, str(text)]
     return " ".join(shlex.quote(word) for word in words)
+
+
+def default_stop_reason() -> str:
+    """StopTask's reason when `stop` is given none: who stopped it, from where."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"stopped by residency stop ({user}@{socket.gethostname()})"[:MAX_STOP_REASON]
 
 
 # --- placement verification ------------------------------------------------------------
@@ -777,6 +836,7 @@ class Dispatcher:
                 hint="attach follows tasks of the map's workloads only",
             )
         tracker = Tracker(str(task["taskArn"]), task, name)
+        self.observer.status(task, None)  # where it stands now (the engine reports changes)
         return self._finish(
             name,
             [tracker],
@@ -787,6 +847,77 @@ class Dispatcher:
             timeout=timeout,
             event="attach",
         )
+
+    def running_tasks(self, name: str) -> list[str]:
+        """The ARNs of the RUNNING tasks of a workload of the map (`stop --all-running`)."""
+        from residency_cli.tasks import list_workload_tasks
+
+        self.config.workload(name)
+        described = list_workload_tasks(self.ecs, self.config, [name], ["RUNNING"])
+        return [
+            str(t["taskArn"])
+            for t in described
+            if workload_for_task(self.config, t) == name and t.get("lastStatus") != "STOPPED"
+        ]
+
+    def stop(self, task_refs: Sequence[str], reason: str | None = None) -> TasksStopped:
+        """Stop tasks of the map's workloads (by id or ARN), each stop journalled. Every
+        task is described first: one ECS does not know or one of no mapped workload (by its
+        task definition) refuses the lot before anything is stopped."""
+        refs = list(dict.fromkeys(check_task_ref(ref) for ref in task_refs))
+        if not refs:
+            raise UsageError("name at least one task to stop")
+        why = (reason if reason is not None else default_stop_reason()).strip()
+        if not why:
+            raise UsageError("--reason is empty")
+        why = why[:MAX_STOP_REASON]
+        described = describe_tasks(self.ecs, self.config.cluster, refs)
+        known = {str(t["taskArn"]): t for t in described}
+        missing = [
+            ref for ref in refs if not any(arn == ref or arn.endswith("/" + ref) for arn in known)
+        ]
+        if missing:
+            raise AwsError(
+                f"task {', '.join(missing)} not found in cluster {self.config.cluster}; "
+                "nothing was stopped",
+                hint="ECS forgets stopped tasks after about an hour; see `residency tasks`",
+            )
+        owners = {arn: workload_for_task(self.config, task) for arn, task in known.items()}
+        foreign = [arn.rsplit("/", 1)[-1] for arn, owner in owners.items() if owner is None]
+        if foreign:
+            raise UsageError(
+                f"task {', '.join(foreign)} does not belong to a workload of the map; "
+                "nothing was stopped",
+                hint="stop stops tasks of the map's workloads only",
+            )
+        stopped = [self._stop_one(task, str(owners[arn]), why) for arn, task in known.items()]
+        return TasksStopped(self.config.cluster, why, stopped)
+
+    def _stop_one(self, task: Mapping[str, Any], name: str, reason: str) -> StoppedTask:
+        arn = str(task["taskArn"])
+        before = task.get("lastStatus")
+        ended = before in ("STOPPED", "DELETED") or task.get("desiredStatus") == "STOPPED"
+        status = before
+        if not ended:
+            with aws_errors(f"stopping task {arn.rsplit('/', 1)[-1]}"):
+                answer = self.ecs.stop_task(cluster=self.config.cluster, task=arn, reason=reason)
+            status = (answer.get("task") or {}).get("lastStatus", before)
+        result = StoppedTask(
+            arn, name, task_tag(task, RUN_ID_TAG), before, status, stopped=not ended
+        )
+        if self.journal is not None:
+            problem = self.journal.record(
+                workload=name,
+                run_id=result.run_id,
+                request=None,
+                locations=list(self.config.workload(name).locations),
+                outcome={"outcome": "stopped", "reason": reason, **result.to_json()},
+                host_attributes=None,
+                event="stop",
+            )
+            if problem is not None:
+                self.journal_problems.append(problem.replace("this run", "this stop"))
+        return result
 
     def outcomes(
         self, runs: Sequence[RunResult], *, timeout: float | None = None

@@ -299,7 +299,8 @@ def _refuse_moving_running_work(
             f"{name} (tasks {', '.join(ids)})" for name, ids in sorted(blocking.items())
         )
         raise RefusedError(
-            f"host {host.label} runs tasks that may not run in {location or 'no location'}: "
+            f"host {host.label} runs tasks that may not run "
+            f"{f'in {location}' if location else 'with no location label'}: "
             f"{detail}",
             hint="wait for them to stop or stop them, then relabel",
         )
@@ -464,7 +465,8 @@ def _sync_refusals(
         for name, ids in sorted(blocking_work(ecs, config, step.host, step.location).items()):
             problems.append(
                 f"{step.host.label} runs {name} (tasks {', '.join(ids)}), "
-                f"which may not run in {step.location or 'no location'}"
+                "which may not run "
+                f"{f'in {step.location}' if step.location else 'with no location label'}"
             )
     if force:
         return problems

@@ -235,7 +235,7 @@ class Outcome(str, enum.Enum):
         "timeout",
         6,
         5,
-        "timed out waiting for task {task_id}; it is left running: {attach}",
+        "timed out waiting for task {task_id}; it is left running: {attach} (or {stop})",
     )
     PARTIAL = (
         "partial",
@@ -458,3 +458,47 @@ class TaskList:
 
     def to_json(self) -> list[Any]:
         return [t.to_json() for t in self.tasks]
+
+
+@dataclass(frozen=True)
+class StoppedTask:
+    """One task `stop` was asked to stop: its status before, and as StopTask answered."""
+
+    task_arn: str
+    workload: str
+    run_id: str | None
+    status_before: str | None
+    status: str | None
+    # False: it had already stopped (or was stopping), so nothing was sent for it.
+    stopped: bool
+
+    @property
+    def task_id(self) -> str:
+        return self.task_arn.rsplit("/", 1)[-1]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "task_arn": self.task_arn,
+            "task_id": self.task_id,
+            "workload": self.workload,
+            "run_id": self.run_id,
+            "status_before": self.status_before,
+            "status": self.status,
+            "stopped": self.stopped,
+        }
+
+
+@dataclass(frozen=True)
+class TasksStopped:
+    """`stop`: the tasks stopped and the reason given to ECS (JSON: one object)."""
+
+    cluster: str
+    reason: str
+    tasks: list[StoppedTask]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cluster": self.cluster,
+            "reason": self.reason,
+            "tasks": [t.to_json() for t in self.tasks],
+        }

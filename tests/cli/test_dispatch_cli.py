@@ -124,7 +124,7 @@ TASK_REFS = [
 
 
 @pytest.mark.parametrize(("reference", "expected"), TASK_REFS)
-@pytest.mark.parametrize("command", ["attach", "logs"])
+@pytest.mark.parametrize("command", ["attach", "logs", "stop"])
 def test_any_task_reference_gets_a_clear_answer(
     moto_cluster: MotoCluster,
     map_path: Path,

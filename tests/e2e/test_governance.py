@@ -204,7 +204,7 @@ def test_unregister_refuses_while_a_task_needs_the_label(world: World) -> None:
 
     world.dispatcher().run("slow", RunOptions(run_id="busy2"), wait=False)
     clients = world.sandbox.clients()
-    with pytest.raises(RefusedError, match="may not run in no location"):
+    with pytest.raises(RefusedError, match="may not run with no location label"):
         unregister_host(clients.ecs, clients.ssm, world.config, "bonus.host")
     assert _locations(world)["bonus.host"] == "newyork"
 

@@ -69,7 +69,8 @@ def test_the_worst_task_decides_a_run() -> None:
         (
             Outcome.TIMEOUT,
             {},
-            "timed out waiting for task abc; it is left running: residency --sandbox attach abc",
+            "timed out waiting for task abc; it is left running: residency --sandbox attach abc"
+            " (or residency --sandbox stop abc)",
         ),
         (
             Outcome.INTERRUPTED,

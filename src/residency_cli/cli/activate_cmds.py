@@ -10,11 +10,17 @@ from residency_cli.cli.state import OUTPUT_OPTION, OutputFormat, app_state
 
 def activate(
     ctx: typer.Context,
-    location: str = typer.Option(..., "--location", "-l", help="A location declared in the map."),
-    count: int = typer.Option(1, "--count", help="How many hosts may register (1-1000)."),
-    expires: str = typer.Option("24h", "--expires", help="Valid for this long (at most 30d)."),
+    location: str = typer.Option(
+        ..., "--location", "-l", metavar="LOCATION", help="A location declared in the map."
+    ),
+    count: int = typer.Option(
+        1, "--count", metavar="N", help="How many hosts may register (1-1000)."
+    ),
+    expires: str = typer.Option(
+        "24h", "--expires", metavar="DUR", help="Valid for this long (at most 30d)."
+    ),
     role: str = typer.Option(
-        "ecsAnywhereRole", "--role", help="IAM role the hosts' SSM agent assumes."
+        "ecsAnywhereRole", "--role", metavar="ROLE", help="IAM role the hosts' SSM agent assumes."
     ),
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:

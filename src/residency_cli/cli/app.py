@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 import typer
+from typer.core import TyperArgument
 
 from residency_cli import __version__
 from residency_cli.cli import (
@@ -54,18 +55,24 @@ def root(
         None,
         "--config",
         "-c",
+        metavar="PATH",
         help="The residency map (default: $RESIDENCY_CONFIG, else ./residency.yaml).",
     ),
     profile: str | None = typer.Option(
-        None, "--profile", envvar="AWS_PROFILE", help="AWS profile."
+        None, "--profile", metavar="PROFILE", envvar="AWS_PROFILE", help="AWS profile."
     ),
     region: str | None = typer.Option(
         None,
         "--region",
+        metavar="REGION",
         help="AWS region (default: the map's region, else AWS_REGION/AWS_DEFAULT_REGION).",
     ),
     endpoint_url: str | None = typer.Option(
-        None, "--endpoint-url", envvar="AWS_ENDPOINT_URL", help="Send AWS requests here."
+        None,
+        "--endpoint-url",
+        metavar="URL",
+        envvar="AWS_ENDPOINT_URL",
+        help="Send AWS requests here.",
     ),
     sandbox: bool = typer.Option(False, "--sandbox", help="Target the running local sandbox."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="More detail on stderr."),
@@ -96,6 +103,7 @@ app.command("unregister-host")(hosts_cmds.unregister_host)
 app.command("check")(dispatch_cmds.check)
 app.command("run")(dispatch_cmds.run)
 app.command("attach")(dispatch_cmds.attach)
+app.command("stop")(dispatch_cmds.stop)
 app.command("tasks")(dispatch_cmds.tasks)
 app.command("logs")(logs_cmds.logs)
 app.command("audit")(audit_cmds.audit)
@@ -104,6 +112,30 @@ app.command("iam-policy")(iam_cmds.iam_policy)
 app.add_typer(sandbox_cmds.sandbox_app, name="sandbox")
 app.add_typer(journal_cmds.journal_app, name="journal")
 app.command("demo")(demo_cmds.demo)
+
+
+class _NamedArgument(TyperArgument):
+    """An argument whose metavar says it all (`[WORKLOAD]...`, `TASK`): help and usage show
+    the metavar as written, not Typer's `{TASK}`, `[[WORKLOAD]...]...` or `<list[str]>`."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+    def _rich_display_name(self) -> str:
+        return str(self.metavar)
+
+    def _usage_display_name(self) -> str:
+        return str(self.metavar)
+
+
+def plain_metavars(command: Any) -> Any:
+    """Every argument with a metavar of this command tree shown as `_NamedArgument` does."""
+    for param in getattr(command, "params", []):
+        if type(param) is TyperArgument and param.metavar:
+            param.__class__ = _NamedArgument
+    for sub in (getattr(command, "commands", None) or {}).values():
+        plain_metavars(sub)
+    return command
 
 
 def _verbose(argv: list[str]) -> bool:
@@ -124,14 +156,17 @@ def _main(args: list[str]) -> int:
     from residency_cli.cli import render
     from residency_cli.errors import OutputClosed, ResidencyError
 
-    command = typer.main.get_command(app)
+    command = plain_metavars(typer.main.get_command(app))
     try:
         result: Any = command.main(args=args, prog_name="residency", standalone_mode=False)
         return result if isinstance(result, int) else 0
     except typer.Exit as exit_:
         return int(exit_.exit_code)
+    except click_exceptions.NoArgsIsHelpError as problem:
+        problem.show()  # `residency hosts` alone: the group's help
+        return 2
     except click_exceptions.ClickException as problem:
-        problem.show()
+        render.error(_click_message(problem))
         return 2
     except (KeyboardInterrupt, typer.Abort):
         render.error("interrupted")
@@ -145,18 +180,55 @@ def _main(args: list[str]) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as problem:
-        from residency_cli.aws import is_aws_error, translate_error
+        return _unexpected(problem, args)
 
-        if not is_aws_error(problem):
-            if _verbose(args):
-                raise
-            render.error(
-                f"internal error: {type(problem).__name__}: {problem} (rerun with --verbose)"
-            )
-            return 1
-        translated = translate_error(problem)
-        render.error(str(translated))
-        return translated.exit_code
+
+def _unexpected(problem: Exception, args: list[str]) -> int:
+    """An AWS error that escaped translation (exit 7 and the like), else a bug: one line and
+    exit 1 (the traceback with --verbose)."""
+    from residency_cli.aws import is_aws_error, translate_error
+    from residency_cli.cli import render
+
+    if not is_aws_error(problem):
+        if _verbose(args):
+            raise problem
+        render.error(f"internal error: {type(problem).__name__}: {problem} (rerun with --verbose)")
+        return 1
+    translated = translate_error(problem)
+    render.error(str(translated))
+    return translated.exit_code
+
+
+def _click_message(problem: Any) -> str:
+    """Click's complaint as the tool's own `error:` lines: what is wrong, the nearest
+    command or option when there is one, and where help is (never the Usage block)."""
+    import difflib
+    import re
+
+    ctx = getattr(problem, "ctx", None)
+    command = getattr(ctx, "command", None)
+    if isinstance(problem, click_exceptions.NoSuchOption):
+        name = problem.option_name
+        known = [
+            opt
+            for param in (command.params if command is not None else [])
+            for opt in [*param.opts, *param.secondary_opts]
+            if opt.startswith("-")
+        ]
+        candidates = [*(problem.possibilities or []), *known]
+        near = difflib.get_close_matches(name, dict.fromkeys(candidates), n=1, cutoff=0.7)
+        message = f"no such option {name}" + (f" (did you mean {near[0]}?)" if near else "")
+    else:
+        message = problem.format_message().rstrip(".")
+        typo = re.match(r"No such command '(.*?)'", message)
+        if typo and command is not None and hasattr(command, "list_commands"):
+            near = difflib.get_close_matches(typo.group(1), command.list_commands(ctx), n=1)
+            message = f"no such command {typo.group(1)!r}"
+            message += f" (did you mean {near[0]!r}?)" if near else ""
+        message = message[:1].lower() + message[1:]
+    if ctx is not None:
+        message += f"\ntry '{ctx.command_path} --help'"
+    return message
 
 
 def _report(problem: Any, args: list[str]) -> None:

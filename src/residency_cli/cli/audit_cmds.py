@@ -20,7 +20,7 @@ FINDING_WORDS = {
 def audit(
     ctx: typer.Context,
     since: str | None = typer.Option(
-        None, "--since", help="Only tasks started this recently (1h, 30m)."
+        None, "--since", metavar="DUR", help="Only tasks started this recently (1h, 30m)."
     ),
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:

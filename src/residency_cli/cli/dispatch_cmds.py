@@ -127,6 +127,13 @@ def run(
     env: list[str] = typer.Option(
         [], "--env", metavar="NAME=VALUE", help="Extra container environment NAME=VALUE."
     ),
+    command: str | None = typer.Option(
+        None,
+        "--command",
+        metavar="CMD",
+        help="Override the container's command: split like a shell, or a JSON list "
+        """('["python", "job.py"]').""",
+    ),
     count: int = typer.Option(1, "--count", metavar="N", help="How many tasks to start (1-10)."),
     run_id: str | None = typer.Option(
         None,
@@ -139,7 +146,13 @@ def run(
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Dispatch a workload to a host of its location, verify it landed there, and wait."""
-    from residency_cli.dispatch import Dispatcher, RunOptions, new_run_id, parse_env
+    from residency_cli.dispatch import (
+        Dispatcher,
+        RunOptions,
+        new_run_id,
+        parse_command,
+        parse_env,
+    )
     from residency_cli.dispatch import validate_run_id as valid
 
     state = app_state(ctx)
@@ -149,6 +162,7 @@ def run(
         run_id=valid(run_id) if run_id is not None else new_run_id(),
         count=count,
         env=parse_env(env),
+        command=parse_command(command) if command is not None else None,
     )
     limit = _duration("--timeout", timeout, definition.timeout_seconds)
     lost_after = _duration("--host-lost-after", host_lost_after, 0)
@@ -214,3 +228,66 @@ def tasks(
     clients = state.clients()
     found = recent_tasks(clients.ecs, clients.ssm, config, workload, status.value)
     render.render(TaskList(config.cluster, found), output)
+
+
+def stop(
+    ctx: typer.Context,
+    task_refs: list[str] = typer.Argument(
+        None, metavar="[TASK]...", help="Task ids or ARNs (of the map's workloads)."
+    ),
+    reason: str | None = typer.Option(
+        None,
+        "--reason",
+        metavar="TEXT",
+        help="Why, as ECS records it (default: 'stopped by residency stop (user@host)'; "
+        "at most 255 characters).",
+    ),
+    all_running: str | None = typer.Option(
+        None,
+        "--all-running",
+        metavar="WORKLOAD",
+        help="Stop every RUNNING task of this workload (asks first; --yes when not a terminal).",
+    ),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before --all-running."),
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """Stop tasks of the map's workloads (journalled); a task of no mapped workload is
+    refused (exit 2) and nothing is stopped."""
+    import os
+    import sys
+
+    from residency_cli.errors import ResidencyError, UsageError
+
+    state = app_state(ctx)
+    refs = list(task_refs or [])
+    if not refs and all_running is None:
+        raise UsageError("name the tasks to stop, or --all-running WORKLOAD")
+    from residency_cli.dispatch import Dispatcher
+
+    dispatcher = Dispatcher.create(state.clients(), state.config())
+    if all_running is not None:
+        running = dispatcher.running_tasks(all_running)
+        if not running:
+            render.note(f"{all_running} has no RUNNING task")
+        elif not yes:
+            ids = ", ".join(arn.rsplit("/", 1)[-1] for arn in running)
+            question = f"stop {len(running)} RUNNING task(s) of {all_running} ({ids})?"
+            if os.environ.get("CI") or not sys.stdin.isatty():
+                why = "CI is set" if os.environ.get("CI") else "stdin is not a terminal"
+                raise UsageError(
+                    f"--all-running {all_running} would {question[:-1]}; {why}, so nothing "
+                    "asks: pass --yes to confirm"
+                )
+            if not render.confirm(question):
+                raise ResidencyError("not confirmed: nothing was stopped", exit_code=1)
+        refs += running
+    if not refs:
+        return
+    result = dispatcher.stop(refs, reason)
+    render.render(result, output)
+    for problem in dispatcher.journal_problems:
+        render.note(f"warning: {problem}")
+    if dispatcher.journal_problems:
+        raise ResidencyError(
+            "the tasks were stopped but not (fully) journalled", exit_code=JOURNAL_FAILED_EXIT
+        )

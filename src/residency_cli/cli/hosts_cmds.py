@@ -23,7 +23,7 @@ HOST_ARGUMENT: Any = typer.Argument(
 def hosts(
     ctx: typer.Context,
     location: str | None = typer.Option(
-        None, "--location", "-l", help="Only hosts of this location."
+        None, "--location", "-l", metavar="LOCATION", help="Only hosts of this location."
     ),
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
@@ -43,7 +43,9 @@ def hosts(
 def register_host(
     ctx: typer.Context,
     host: str = HOST_ARGUMENT,
-    location: str = typer.Option(..., "--location", "-l", help="A location declared in the map."),
+    location: str = typer.Option(
+        ..., "--location", "-l", metavar="LOCATION", help="A location declared in the map."
+    ),
     force: bool = typer.Option(False, "--force", help="Move a host that carries another location."),
     dry_run: bool = DRY_RUN_OPTION,
     output: OutputFormat = OUTPUT_OPTION,

@@ -11,17 +11,19 @@ from residency_cli.cli.state import OUTPUT_OPTION, OutputFormat, app_state
 def iam_policy(
     ctx: typer.Context,
     account_id: str = typer.Option(
-        "*", "--account-id", help="AWS account id the ARNs name (default: any)."
+        "*", "--account-id", metavar="ID", help="AWS account id the ARNs name (default: any)."
     ),
     log_groups: list[str] = typer.Option(
         [],
         "--log-group",
+        metavar="[REGION:]NAME",
         help="[REGION:]NAME of an awslogs group the task definitions use (repeatable); "
         "default: any group of the account.",
     ),
     pass_roles: list[str] = typer.Option(
         [],
         "--pass-role",
+        metavar="ROLE",
         help="Execution/task role (name or ARN) the task definitions pass (repeatable); "
         "default: any role, to ecs-tasks.amazonaws.com only.",
     ),
@@ -29,7 +31,10 @@ def iam_policy(
         True, "--activation/--no-activation", help="Include what `residency activate` needs."
     ),
     activation_role: str = typer.Option(
-        "ecsAnywhereRole", "--activation-role", help="The role `residency activate --role` passes."
+        "ecsAnywhereRole",
+        "--activation-role",
+        metavar="ROLE",
+        help="The role `residency activate --role` passes.",
     ),
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:

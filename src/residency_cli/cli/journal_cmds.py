@@ -31,6 +31,7 @@ def journal(
     path: str | None = typer.Option(
         None,
         "--journal",
+        metavar="PATH",
         envvar="RESIDENCY_JOURNAL",
         help="The journal file (default: $RESIDENCY_JOURNAL, else journal.jsonl in the "
         "state directory).",
@@ -51,11 +52,14 @@ def journal_path(ctx: typer.Context) -> Path:
 @journal_app.command("show")
 def show(
     ctx: typer.Context,
-    workload: str | None = typer.Option(None, "--workload", "-w", help="Only this workload."),
+    workload: str | None = typer.Option(
+        None, "--workload", "-w", metavar="WORKLOAD", help="Only this workload."
+    ),
     limit: int | None = typer.Option(
         None,
         "--limit",
         "-n",
+        metavar="N",
         min=0,
         max=MAX_LIMIT,
         help="Only the last N records (after --workload).",

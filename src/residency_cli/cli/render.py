@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         PlacedHost,
         RunResult,
         TaskList,
+        TasksStopped,
         ValidateSummary,
     )
     from residency_cli.sandbox.control import JoinResult, SandboxStarted, SandboxStatus, StopResult
@@ -167,6 +168,13 @@ def plain(text: object) -> str:
     from rich.markup import escape
 
     return escape(printable(text))
+
+
+def confirm(question: str) -> bool:
+    """Ask on the terminal (stderr), default no. Callers ask only when stdin is a TTY."""
+    import typer
+
+    return bool(typer.confirm(printable(question), default=False, err=True))
 
 
 def yes_no(value: bool) -> str:
@@ -349,6 +357,22 @@ def _dry_run(plan: DryRun) -> None:
     raw(plan.aws_cli)
 
 
+def _stop(result: TasksStopped) -> None:
+    for task in result.tasks:
+        if task.stopped:
+            show(
+                f"stopped {task.task_id} ({task.workload}), was {task.status_before or '-'}",
+                markup=False,
+            )
+        else:
+            show(
+                f"{task.task_id} ({task.workload}) had already stopped "
+                f"({task.status_before or '-'}); nothing sent",
+                markup=False,
+            )
+    note(f"reason: {result.reason}")
+
+
 def _tasks(result: TaskList) -> None:
     rows = [
         [
@@ -437,6 +461,7 @@ _TEXT: dict[str, Callable[[Any], None]] = {
     "RunResult": _run,
     "DryRun": _dry_run,
     "TaskList": _tasks,
+    "TasksStopped": _stop,
     "AuditReport": _audit,
     "ValidateSummary": _validate,
 }
@@ -455,6 +480,7 @@ class ConsoleObserver:
 
         self.err = stderr()
         self.live: Status | None = None
+        self.states: dict[str, str] = {}  # task id -> its last status, for the live line
         self.printer = LogPrinter(
             json_lines=False, show_container=True, to_stderr=output is OutputFormat.json
         )
@@ -467,13 +493,30 @@ class ConsoleObserver:
         return arn.rsplit("/", 1)[-1]
 
     def status(self, task: Mapping[str, Any], previous: str | None) -> None:
+        """One line per change (`previous` None: the status found on attaching)."""
         import time
 
-        current = task.get("lastStatus")
-        line = f"task {self._short(str(task.get('taskArn')))}: {previous or 'new'} → {current}"
-        if self.live is not None:
-            self.live.update(f"task {self._short(str(task.get('taskArn')))}: {current}…")
+        current = str(task.get("lastStatus"))
+        task_id = self._short(str(task.get("taskArn")))
+        line = (
+            f"task {task_id}: {previous} → {current}" if previous else f"task {task_id}: {current}"
+        )
+        self.states[task_id] = current
+        self._spin()
         self.err.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {plain(line)}")
+
+    def _spin(self) -> None:
+        """The live status line: each task's current state (counts when there are many)."""
+        if self.live is None or not self.states:
+            return
+        if len(self.states) <= 3:
+            text = ", ".join(f"task {t}: {s}" for t, s in self.states.items())
+        else:
+            counts: dict[str, int] = {}
+            for state in self.states.values():
+                counts[state] = counts.get(state, 0) + 1
+            text = f"{len(self.states)} tasks: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+        self.live.update(plain(text) + "…")
 
     def placed(self, task_arn: str, host: PlacedHost, allowed: bool) -> None:
         where = host.hostname or host.instance_id or host.container_instance_arn
@@ -481,6 +524,8 @@ class ConsoleObserver:
         location = host.location or "no location"
         placed = plain(f"task {self._short(task_arn)} placed on {where} in {location}")
         self.err.print(f"{placed}: {verdict}")
+        if self.live is not None and self._short(task_arn) not in self.states:
+            self.live.update(plain(f"task {self._short(task_arn)} placed on {where}") + "…")
 
     def log(self, event: LogEvent) -> None:
         if self.live is not None:

@@ -31,6 +31,7 @@ PORT_OPTION: Any = typer.Option(
     "--port",
     "-p",
     envvar="RESIDENCY_SANDBOX_PORT",
+    metavar="PORT",
     help="Port on 127.0.0.1 (default 4599; 0 picks a free one).",
 )
 
