@@ -14,8 +14,8 @@ from residency_cli.cli.app import main
 from residency_cli.dispatch import default_stop_reason, parse_command
 from residency_cli.errors import UsageError
 from residency_cli.journal import read
-from tests.aws.conftest import MAP, MotoCluster
-from tests.aws.test_dispatch import _register
+from tests.support.moto_cluster import MAP, MotoCluster
+from tests.support.moto_cluster import register_bonus as _register
 
 
 @pytest.fixture

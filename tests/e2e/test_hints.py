@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from residency_cli.cli.app import main
-from tests.e2e.conftest import World
+from tests.support.world import World
 
 RESIDENCY = [sys.executable, "-c", "from residency_cli.cli.app import run; run()"]
 # A printed hint: `residency`, the global options in effect (shell-quoted), a verb, a task id.
