@@ -11,8 +11,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-import pyarrow as pa
-import pyarrow.compute as pc
+try:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+except ImportError as missing:  # the image has it; a bare host may not: one line, no traceback
+    sys.exit(f"error: {missing.name} is not installed: pip install -r docker/requirements.txt")
 
 import common
 

@@ -10,8 +10,11 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
+try:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+except ImportError as missing:  # the image has it; a bare host may not: one line, no traceback
+    sys.exit(f"error: {missing.name} is not installed: pip install -r docker/requirements.txt")
 
 import common
 

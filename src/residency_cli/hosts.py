@@ -470,6 +470,7 @@ def _sync_refusals(
             )
     if force:
         return problems
+    problems += _undeclared_labels(config, plan)
     after = {h.container_instance_arn: h.location for h in hosts}
     for step in plan.steps:
         after[step.host.container_instance_arn] = step.location
@@ -483,6 +484,18 @@ def _sync_refusals(
                 "still need; pass --force to do it anyway"
             )
     return problems
+
+
+def _undeclared_labels(config: Config, plan: SyncPlan) -> list[str]:
+    """A labelled host the inventory does not name (one that joined through `activate`, say)
+    is not stripped silently: the map and the cluster are told to agree first."""
+    return [
+        f"host {step.host.label} carries {config.location_attribute}={step.previous} but is not "
+        f"in the map's hosts: add `  {step.host.label}: {step.previous}` under hosts: in "
+        f"{config.source}, or pass --force to remove its label"
+        for step in plan.steps
+        if step.action == "remove"
+    ]
 
 
 def check_sync(

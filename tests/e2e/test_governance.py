@@ -323,3 +323,28 @@ def test_a_disagreeing_workload_tag_is_itself_a_finding(
     assert mine["reason"] == (
         "tagged residency:workload=tax but runs christmas-bonus:2 (workload bonus)"
     )
+
+
+def test_a_joined_host_the_inventory_does_not_name_keeps_its_label_at_sync(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 18.7: `activate` says to add the host to the map; `hosts sync` refuses to strip
+    the label of a host the map does not name, printing the line to add (exit 3)."""
+    world.sandbox.use(monkeypatch)
+    base = ["--sandbox", "-c", str(world.map_path)]
+    assert main([*base, "activate", "--location", "newyork", "-o", "json"]) == 0
+    captured = capsys.readouterr()
+    assert "add each new host under hosts: as `  HOSTNAME: newyork`" in captured.err
+    join = shlex.split(json.loads(captured.out)["sandbox_command"].replace("HOSTNAME", "ny3.host"))
+    assert main([*base, *join[1:]]) == 0
+    capsys.readouterr()
+    assert main([*base, "hosts", "sync"]) == 3
+    err = capsys.readouterr().err
+    assert "add `  ny3.host: newyork` under hosts:" in err
+    assert _locations(world)["ny3.host"] == "newyork"
+    declared = world.map_path.read_text(encoding="utf-8").replace(
+        "hosts:\n", "hosts:\n  ny3.host: newyork\n", 1
+    )
+    world.map_path.write_text(declared, encoding="utf-8")
+    assert main([*base, "hosts", "sync"]) == 0
+    assert _locations(world)["ny3.host"] == "newyork"

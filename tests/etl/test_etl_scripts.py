@@ -114,3 +114,18 @@ def test_special_input_files_are_refused_not_read(tmp_path: Path, script: str) -
     assert errors and errors[0].endswith(f"{fifo}: not a regular file (a FIFO)")
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "f.csv").exists() and not (tmp_path / "z.csv").exists()
+
+
+@pytest.mark.parametrize("script", ["christmas_bonus.py", "tax_amount.py"])
+def test_a_missing_pyarrow_is_one_line_not_a_traceback(script: str) -> None:
+    """Issue 18.8: run on a host without the image's requirements."""
+    path = Path(__file__).resolve().parents[2] / "etl" / script
+    code = (
+        "import sys, runpy; sys.modules['pyarrow'] = None; "
+        f"sys.argv = [{str(path)!r}, '--help']; runpy.run_path({str(path)!r}, run_name='__main__')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == (
+        "error: pyarrow is not installed: pip install -r docker/requirements.txt"
+    )

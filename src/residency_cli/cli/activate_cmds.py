@@ -48,3 +48,10 @@ def activate(
         sandbox=state.sandbox,
     )
     render.render(activation, output)
+    if config.hosts:
+        # The inventory is the truth: a host it does not name loses its label at `hosts sync`.
+        render.note(
+            f"{config.source} declares its hosts: add each new host under hosts: as "
+            f"`  HOSTNAME: {location}` once it has joined (`residency hosts sync` refuses to "
+            "leave the map and the cluster disagreeing)"
+        )
