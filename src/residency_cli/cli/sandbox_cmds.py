@@ -62,7 +62,6 @@ def up(
     from residency_cli.sandbox.seed import resolve_map
 
     map_path = resolve_map(app_state(ctx).config_path)
-    render.note("starting the sandbox (127.0.0.1 only; a few seconds)…")
     result = start(
         map_path,
         DEFAULT_PORT if port is None else port,
