@@ -94,3 +94,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 f"{item.nodeid}: every test lives in a tier folder ({', '.join(TIERS)})"
             )
         item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture
+def map_path(tmp_path: Path) -> Path:
+    """The moto cluster's map (tests.support.moto_cluster.MAP) written to a file."""
+    from tests.support.moto_cluster import MAP
+
+    path = tmp_path / "residency.yaml"
+    path.write_text(MAP, encoding="utf-8")
+    return path

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from residency_cli.cli.app import main
-from tests.support.moto_cluster import MAP, MotoCluster
+from tests.support.moto_cluster import MotoCluster
 
 HOST_KEYS = {
     "container_instance_arn",
@@ -26,13 +26,6 @@ HOST_KEYS = {
     "cpu_available",
     "memory_available",
 }
-
-
-@pytest.fixture
-def map_path(tmp_path: Path) -> Path:
-    path = tmp_path / "residency.yaml"
-    path.write_text(MAP, encoding="utf-8")
-    return path
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -9,20 +9,8 @@ from pathlib import Path
 import pytest
 
 from residency_cli.cli.app import main
-from tests.support.moto_cluster import MAP, MotoCluster, register_bonus
-
-
-@pytest.fixture
-def map_path(tmp_path: Path) -> Path:
-    path = tmp_path / "residency.yaml"
-    path.write_text(MAP, encoding="utf-8")
-    return path
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from tests.support.cli import cli
+from tests.support.moto_cluster import MotoCluster, register_bonus
 
 
 def test_check_json_and_exit_codes(

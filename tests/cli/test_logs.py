@@ -12,17 +12,10 @@ import pytest
 
 from residency_cli.cli.app import main
 from tests.support.clock import FakeClock
-from tests.support.moto_cluster import MAP, REGION, MotoCluster
+from tests.support.moto_cluster import REGION, MotoCluster
 from tests.support.moto_logs import GROUP, now_ms, put, register, start_task
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-
-
-@pytest.fixture
-def map_path(tmp_path: Path) -> Path:
-    path = tmp_path / "residency.yaml"
-    path.write_text(MAP, encoding="utf-8")
-    return path
 
 
 @pytest.fixture

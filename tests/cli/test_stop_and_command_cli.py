@@ -10,25 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from residency_cli.cli.app import main
 from residency_cli.dispatch import default_stop_reason, parse_command
 from residency_cli.errors import UsageError
 from residency_cli.journal import read
-from tests.support.moto_cluster import MAP, MotoCluster
+from tests.support.cli import cli
+from tests.support.moto_cluster import MotoCluster
 from tests.support.moto_cluster import register_bonus as _register
-
-
-@pytest.fixture
-def map_path(tmp_path: Path) -> Path:
-    path = tmp_path / "residency.yaml"
-    path.write_text(MAP, encoding="utf-8")
-    return path
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def _dispatched(capsys: pytest.CaptureFixture[str], map_path: Path) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from residency_cli.cli.app import main
-from tests.support.moto_cluster import MAP
+from tests.support.cli import cli
 
 
 @pytest.fixture(autouse=True)
@@ -22,19 +22,6 @@ def no_aws(monkeypatch: pytest.MonkeyPatch) -> None:
 
     # Every boto3 client's API call goes through this method (clients may still be made).
     monkeypatch.setattr("botocore.client.BaseClient._make_api_call", forbidden)
-
-
-@pytest.fixture
-def map_path(tmp_path: Path) -> Path:
-    path = tmp_path / "residency.yaml"
-    path.write_text(MAP, encoding="utf-8")
-    return path
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_check_unknown_workload(map_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
