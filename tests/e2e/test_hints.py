@@ -11,12 +11,12 @@ import re
 import shlex
 import subprocess
 import sys
-import time
 from typing import Any
 
 import pytest
 
 from residency_cli.cli.app import main
+from tests.support.running import start_until_running
 from tests.support.world import World
 
 RESIDENCY = [sys.executable, "-c", "from residency_cli.cli.app import run; run()"]
@@ -98,18 +98,11 @@ def test_timeout_attach_hint_runs_as_printed(cli_world: World) -> None:
 
 
 def test_host_lost_stop_hint_runs_as_printed(cli_world: World) -> None:
-    process = subprocess.Popen(
-        [*RESIDENCY, "--sandbox", "-c", str(cli_world.map_path), "run", "slow",
+    process, seen = start_until_running(
+        ["--sandbox", "-c", str(cli_world.map_path), "run", "slow",
          "--host-lost-after", "1s", "--no-follow"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+        timeout=60,
     )  # fmt: skip
-    assert process.stderr is not None
-    deadline = time.monotonic() + 60
-    seen = ""
-    while "→ RUNNING" not in seen:
-        line = process.stderr.readline()
-        assert line and time.monotonic() < deadline, seen
-        seen += line
     cli_world.sandbox.disconnect_agent("bonus.host")
     _, err = process.communicate(timeout=60)
     assert process.returncode == 5, seen + err

@@ -5,9 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +13,7 @@ import pytest
 from residency_cli.cli.app import main
 from residency_cli.dispatch import Dispatcher, RunOptions
 from residency_cli.journal import read
+from tests.support.running import start_until_running
 from tests.support.world import World
 
 
@@ -57,19 +55,9 @@ def _journal() -> Path:
 
 def test_sigterm_is_handled_as_ctrl_c_with_exit_143(world: World) -> None:
     env = {**os.environ, **world.sandbox.env()}
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from residency_cli.cli.app import run; run()",
-         "-c", str(world.map_path), "run", "slow", "--run-id", "term"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env,
-        text=True,
-    )  # fmt: skip
-    assert process.stderr is not None
-    seen = ""
-    deadline = time.monotonic() + 30
-    while "→ RUNNING" not in seen:
-        line = process.stderr.readline()
-        assert line and time.monotonic() < deadline, seen
-        seen += line
+    process, seen = start_until_running(
+        ["-c", str(world.map_path), "run", "slow", "--run-id", "term"], env
+    )
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=30)
     assert process.returncode == 143, seen + err

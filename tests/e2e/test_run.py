@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import pytest
 from residency_cli.cli.app import main
 from residency_cli.dispatch import RunOptions
 from residency_cli.errors import AwsError
+from tests.support.running import start_until_running
 from tests.support.world import World
 
 
@@ -192,31 +192,9 @@ def test_cli_run_text_shows_logs_and_where(
 
 def test_ctrl_c_leaves_task_running_and_says_how_to_attach(world: World) -> None:
     env = {**os.environ, **world.sandbox.env()}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from residency_cli.cli.app import run; run()",
-            "-c",
-            str(world.map_path),
-            "run",
-            "slow",
-            "--run-id",
-            "ctrlc",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        env=env,
-        text=True,
+    process, seen = start_until_running(
+        ["-c", str(world.map_path), "run", "slow", "--run-id", "ctrlc"], env
     )
-    assert process.stderr is not None
-    deadline = time.monotonic() + 30
-    seen = ""
-    while "→ RUNNING" not in seen:
-        line = process.stderr.readline()
-        assert line and time.monotonic() < deadline, seen
-        seen += line
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=30)
     assert process.returncode == 130, seen + err
