@@ -10,6 +10,7 @@ stopped at once.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -48,6 +49,7 @@ from residency_cli.results import (
     Outcome,
     PlacedHost,
     RunResult,
+    RunResults,
     StoppedTask,
     TaskOutcome,
     TasksStopped,
@@ -625,6 +627,34 @@ class DryRun:
         }
 
 
+@dataclass(frozen=True)
+class DryRunList:
+    """`run W1 W2 ... --dry-run`: each workload's plan (JSON: the list of `DryRun` objects)."""
+
+    plans: list[DryRun]
+
+    @property
+    def not_ready(self) -> list[str]:
+        return [plan.check.workload for plan in self.plans if not plan.check.ready]
+
+    def to_json(self) -> list[Any]:
+        return [plan.to_json() for plan in self.plans]
+
+
+@dataclass
+class _Started:
+    """A run whose tasks exist (just started, or known to the journal): what it takes to
+    verify, wait on and report them."""
+
+    name: str
+    run_id: str | None
+    request: dict[str, Any] | None
+    trackers: list[Tracker]
+    failures: list[dict[str, str | None]] = field(default_factory=list)
+    event: str = "run"
+    interrupted: bool = False  # Ctrl-C came while (or before) its tasks were started
+
+
 @dataclass
 class Dispatcher:
     """`run`, `attach` and waiting on several runs: pre-flight, RunTask, placement verified,
@@ -647,6 +677,8 @@ class Dispatcher:
     journal: RunJournal | None = field(default_factory=RunJournal)
     # Journal problems seen by this dispatcher (the CLI prints them as warnings).
     journal_problems: list[str] = field(default_factory=list)
+    # Other things the user should know about a run (the CLI prints them as notes).
+    notes: list[str] = field(default_factory=list)
 
     @classmethod
     def create(
@@ -679,6 +711,17 @@ class Dispatcher:
         request = build_request(self.config, name, options, result.container)
         return DryRun(result, request, aws_cli_command(request, self.region), options.run_id)
 
+    def dry_runs(self, names: Sequence[str], options: RunOptions) -> DryRunList:
+        """`run W1 W2 ... --dry-run`: each workload's plan, the cluster described once."""
+        checks = check(self.ecs, self.ssm, self.config, names)
+        plans = []
+        for result in checks:
+            request = build_request(self.config, result.workload, options, result.container)
+            plans.append(
+                DryRun(result, request, aws_cli_command(request, self.region), options.run_id)
+            )
+        return DryRunList(plans)
+
     def run(
         self,
         name: str,
@@ -695,35 +738,200 @@ class Dispatcher:
             return self._rerun(name, earlier, options.run_id, request, follow, timeout, wait)
         if not preflight.ready:
             return self._refused(name, options.run_id, request, preflight.refusal)
-        self._journal_intent(name, options.run_id, request)
-        response, interrupted = self._run_task(name, options.run_id, request)
-        tasks = [dict(t) for t in response.get("tasks") or []]
-        if not tasks:
-            return self._refused(
-                name, options.run_id, request, explain_failures(response.get("failures") or [])
-            )
-        tasks = self._complete(tasks)
-        trackers = [Tracker(str(t["taskArn"]), t, name) for t in tasks]
-        failures = [
-            {"arn": f.get("arn"), "reason": f.get("reason")} for f in response.get("failures") or []
-        ]
+        started = self._start(name, options.run_id, request)
+        if isinstance(started, RunResult):
+            return started
         try:
             return self._finish(
                 name,
-                trackers,
+                started.trackers,
                 options.run_id,
                 request,
-                wait=wait and not interrupted,
+                wait=wait and not started.interrupted,
                 follow=follow,
                 timeout=timeout,
-                failures=failures,
-                pending=Outcome.INTERRUPTED if interrupted else None,
+                failures=started.failures,
+                pending=Outcome.INTERRUPTED if started.interrupted else None,
             )
         except AwsError as error:
             # The task started: whatever failed after, the run is journalled and its task named.
-            self._result(trackers, options.run_id, request, None, event="run", failures=failures)
-            error.task_ids = [t.arn.rsplit("/", 1)[-1] for t in trackers]
+            self._result(
+                started.trackers, options.run_id, request, None, event="run",
+                failures=started.failures,
+            )  # fmt: skip
+            error.task_ids = [t.arn.rsplit("/", 1)[-1] for t in started.trackers]
             raise
+
+    def run_many(
+        self,
+        names: Sequence[str],
+        options: RunOptions,
+        *,
+        wait: bool = True,
+        follow: bool = True,
+        timeout: float | None = None,
+    ) -> RunResults:
+        """`run W1 W2 ...`: several workloads dispatched together and waited on in the
+        engine's one loop (one DescribeTasks a tick for all their tasks, each task judged
+        against its own workload: a misplaced one is stopped, the others go on).
+
+        All or none: every workload is pre-flighted (the cluster described once) before
+        anything is sent; when one is refused nothing is dispatched and every run is
+        reported `refused` (the others "not dispatched"). One run id serves them all (the
+        clientToken is per workload and run id); a run the journal knows is attached to, as
+        a single `run` does. Ctrl-C leaves every started task running (`interrupted`)."""
+        plans = self._plans(names, options)
+        refused = [c.workload for c, _, earlier in plans if not earlier and not c.ready]
+        if refused:
+            why = f"not dispatched: {', '.join(refused)} refused (several workloads: all or none)"
+            return RunResults(
+                [
+                    self._refused(
+                        c.workload,
+                        options.run_id,
+                        request,
+                        c.refusal if c.workload in refused else why,
+                    )
+                    for c, request, _ in plans
+                ]
+            )
+        entries = self._start_many(plans, options.run_id)
+        return RunResults(self._finish_many(entries, wait=wait, follow=follow, timeout=timeout))
+
+    def _plans(
+        self, names: Sequence[str], options: RunOptions
+    ) -> list[tuple[WorkloadCheck, dict[str, Any], list[dict[str, Any]]]]:
+        """Each workload's pre-flight, request and journal records of this run id (a run id
+        used with other parameters is a usage error here, before anything is sent)."""
+        plans = []
+        for preflight in check(self.ecs, self.ssm, self.config, names):
+            name = preflight.workload
+            request = build_request(self.config, name, options, preflight.container)
+            plans.append((preflight, request, self._earlier_run(name, options.run_id, request)))
+        return plans
+
+    def _start_many(
+        self,
+        plans: Sequence[tuple[WorkloadCheck, dict[str, Any], list[dict[str, Any]]]],
+        run_id: str,
+    ) -> list[_Started | RunResult]:
+        """RunTask for each workload in turn (or its journalled run). After Ctrl-C no other
+        RunTask is sent: those not sent yet are reported as not dispatched, the started ones
+        as interrupted."""
+        entries: list[_Started | RunResult] = []
+        interrupted = False
+        for preflight, request, earlier in plans:
+            name = preflight.workload
+            entry: _Started | RunResult | None = None
+            if not interrupted:
+                try:
+                    entry = (
+                        self._recorded(name, earlier, run_id, request)
+                        if earlier
+                        else self._start(name, run_id, request)
+                    )
+                except KeyboardInterrupt:
+                    interrupted = True
+            if entry is None:
+                why = "not dispatched: interrupted before its RunTask"
+                entry = self._refused(name, run_id, request, why)
+            interrupted = interrupted or (isinstance(entry, _Started) and entry.interrupted)
+            entries.append(entry)
+        for entry in entries:
+            if isinstance(entry, _Started):
+                entry.interrupted = interrupted
+        return entries
+
+    def _finish_many(
+        self,
+        entries: Sequence[_Started | RunResult],
+        *,
+        wait: bool,
+        follow: bool,
+        timeout: float | None,
+    ) -> list[RunResult]:
+        """Verify, wait on every started task in one loop, and report (and journal) each run."""
+        started = [e for e in entries if isinstance(e, _Started)]
+        pending = Outcome.INTERRUPTED if any(s.interrupted for s in started) else None
+        try:
+            if started:
+                waited = self._wait_many(started, wait and pending is None, follow, timeout)
+                pending = pending or waited
+        except KeyboardInterrupt:
+            pending = Outcome.INTERRUPTED
+        except AwsError as error:
+            # Tasks started: whatever failed after, each run is journalled and its tasks named.
+            for entry in started:
+                self._result(entry.trackers, entry.run_id, entry.request, None,
+                             event=entry.event, failures=entry.failures)  # fmt: skip
+            error.task_ids = [t.arn.rsplit("/", 1)[-1] for s in started for t in s.trackers]
+            raise
+        return [
+            entry
+            if isinstance(entry, RunResult)
+            else self._result(
+                entry.trackers,
+                entry.run_id,
+                entry.request,
+                pending,
+                event=entry.event,
+                failures=entry.failures,
+            )
+            for entry in entries
+        ]
+
+    def _wait_many(
+        self, started: Sequence[_Started], wait: bool, follow: bool, timeout: float | None
+    ) -> Outcome | None:
+        """Placement verified for every task at once, their streams located, then (with
+        `wait`) the engine's one loop over all of them, following their logs, each line
+        prefixed with its workload (`bonus/main`)."""
+        every = [tracker for entry in started for tracker in entry.trackers]
+        Verifier(self.ecs, self.ssm, self.config, self.observer)(every)
+        streams: list[LogStream] = []
+        for entry in started:
+            located = self._locate_streams(entry.name, entry.trackers)
+            streams += [
+                dataclasses.replace(stream, container=f"{entry.name}/{stream.container}")
+                for found in located.values()
+                for stream in found
+            ]
+        if not wait:
+            return None
+        follower = self._follower(streams) if follow else None
+        return self._wait_engine(every, timeout, follower, stop_on_violation=False)
+
+    def _follower(self, streams: Sequence[LogStream]) -> LogFollower | None:
+        """One follower for the streams of several workloads (None: nothing to follow)."""
+        if not streams or self.logs_client is None:
+            return None
+        regions = sorted({stream.region for stream in streams if stream.region})
+        if len(regions) > 1:
+            self.notes.append(
+                f"logs not followed: the workloads log to several regions ({', '.join(regions)}); "
+                "`residency logs TASK` reads each task's"
+            )
+            return None
+        from residency_cli.logs import LogFollower
+
+        return LogFollower(self.logs_client(streams), streams)
+
+    def _start(self, name: str, run_id: str, request: dict[str, Any]) -> _Started | RunResult:
+        """Journal the intent and send RunTask: the started tasks, or the refusal when ECS
+        started none (`interrupted`: Ctrl-C came while RunTask was in flight)."""
+        self._journal_intent(name, run_id, request)
+        response, interrupted = self._run_task(name, run_id, request)
+        tasks = [dict(t) for t in response.get("tasks") or []]
+        if not tasks:
+            return self._refused(
+                name, run_id, request, explain_failures(response.get("failures") or [])
+            )
+        tasks = self._complete(tasks)
+        failures = [
+            {"arn": f.get("arn"), "reason": f.get("reason")} for f in response.get("failures") or []
+        ]
+        trackers = [Tracker(str(t["taskArn"]), t, name) for t in tasks]
+        return _Started(name, run_id, request, trackers, failures, interrupted=interrupted)
 
     def _run_task(
         self, name: str, run_id: str, request: dict[str, Any]
@@ -801,20 +1009,30 @@ class Dispatcher:
     ) -> RunResult:
         """A run id the journal knows: attach to its task(s) while ECS still knows them,
         else report how the journal says they ended. Nothing is started."""
+        recorded = self._recorded(name, records, run_id, request)
+        if isinstance(recorded, RunResult):
+            return recorded
+        return self._finish(
+            name,
+            recorded.trackers,
+            run_id,
+            request,
+            wait=wait,
+            follow=follow,
+            timeout=timeout,
+            event="rerun",
+        )
+
+    def _recorded(
+        self, name: str, records: list[dict[str, Any]], run_id: str, request: dict[str, Any]
+    ) -> _Started | RunResult:
+        """The journal's last run of this run id: its tasks while ECS still knows them all,
+        else how the journal says they ended."""
         arns = _recorded_arns(records[-1])
         found = describe_tasks(self.ecs, self.config.cluster, arns)
         if found and len(found) == len(arns):
             trackers = [Tracker(str(t["taskArn"]), t, name) for t in found]
-            return self._finish(
-                name,
-                trackers,
-                run_id,
-                request,
-                wait=wait,
-                follow=follow,
-                timeout=timeout,
-                event="rerun",
-            )
+            return _Started(name, run_id, request, trackers, event="rerun")
         result = dict(records[-1].get("result") or {})
         tasks = [TaskOutcome.from_json(t) for t in result.get("tasks") or [result]]
         return RunResult(tasks, request, message="as journalled: ECS no longer knows the task")

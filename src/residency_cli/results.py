@@ -425,6 +425,50 @@ class RunResult:
 
 
 @dataclass(frozen=True)
+class RunResults:
+    """`run W1 W2 ...` / `run --all`: one `RunResult` per workload, in the command's order
+    (JSON: the list of the single-run objects). The most severe run decides the outcome and
+    the exit code (`Outcome.severity`; the first of equally severe runs)."""
+
+    runs: list[RunResult]
+
+    @property
+    def worst(self) -> RunResult:
+        return max(self.runs, key=lambda run: run.outcome.severity)
+
+    @property
+    def outcome(self) -> Outcome:
+        return self.worst.outcome
+
+    def exit_code(self, *, container_code: bool = False) -> int:
+        return self.worst.exit_code(container_code=container_code)
+
+    def explanation(self, command: str = "residency") -> str | None:
+        """One sentence per run that did not succeed, most severe first, naming every task
+        left running (each with its `attach` command); None when all succeeded."""
+        lines: list[str] = []
+        for run in sorted(self.runs, key=lambda run: -run.outcome.severity):
+            if run.outcome is Outcome.PARTIAL or len(run.tasks) == 1:
+                sentences = [run.explanation(command)]
+            else:
+                sentences = [t.explanation(command, fallback=run.message) for t in run.tasks]
+            lines += [s for s in sentences if s and s not in lines]
+        return "\n".join(lines) or None
+
+    @property
+    def summary(self) -> str:
+        """`3 workloads: 1 failed, 2 succeeded` (most severe first)."""
+        counts: dict[Outcome, int] = {}
+        for run in self.runs:
+            counts[run.outcome] = counts.get(run.outcome, 0) + 1
+        ordered = sorted(counts.items(), key=lambda item: -item[0].severity)
+        return f"{len(self.runs)} workloads: " + ", ".join(f"{n} {o.value}" for o, n in ordered)
+
+    def to_json(self) -> list[Any]:
+        return [run.to_json() for run in self.runs]
+
+
+@dataclass(frozen=True)
 class HostList:
     """`hosts`: the cluster's hosts (JSON: the list)."""
 

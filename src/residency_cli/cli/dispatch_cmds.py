@@ -11,8 +11,9 @@ from residency_cli.cli import render
 from residency_cli.cli.state import DRY_RUN_OPTION, OUTPUT_OPTION, AppState, OutputFormat, app_state
 
 if TYPE_CHECKING:
-    from residency_cli.dispatch import Dispatcher
-    from residency_cli.results import RunResult
+    from residency_cli.config import Config
+    from residency_cli.dispatch import Dispatcher, RunOptions
+    from residency_cli.results import RunResult, RunResults
 
 
 # The run did what it should but its journal record could not be written (README, "Exit
@@ -99,12 +100,18 @@ def _duration(option: str, value: str | None, default: float) -> float:
 
 
 def _finish(
-    result: RunResult, dispatcher: Dispatcher, output: OutputFormat, mode: ExitCodeMode
+    result: RunResult | RunResults,
+    dispatcher: Dispatcher,
+    output: OutputFormat,
+    mode: ExitCodeMode,
 ) -> None:
-    """Render the outcome, warn about the journal, end with the outcome's exit code."""
+    """Render the outcome, warn about the journal, end with the outcome's exit code (with
+    several runs, the most severe one's)."""
     from residency_cli.errors import ResidencyError
 
     render.render(result, output)
+    for line in dispatcher.notes:
+        render.note(f"note: {line}")
     for problem in dispatcher.journal_problems:
         render.note(f"warning: {problem}")
     code = result.exit_code(container_code=mode is ExitCodeMode.container)
@@ -117,9 +124,66 @@ def _finish(
         )
 
 
+def _workload_names(config: Config, named: list[str], every: bool) -> list[str]:
+    """The workloads `run` dispatches: those named (each once, each in the map) or, with
+    `--all`, every workload of the map."""
+    from residency_cli.errors import UsageError
+
+    known = ", ".join(config.workloads)
+    if every and named:
+        raise UsageError(
+            f"--all runs every workload of the map; it takes no WORKLOAD (got {' '.join(named)})",
+            hint="name the workloads, or give --all alone",
+        )
+    if every:
+        return list(config.workloads)
+    if not named:
+        raise UsageError(f"name a workload to run (known: {known}), or --all for every one")
+    for name in named:
+        config.workload(name)  # unknown: exit 2 naming the known ones
+    twice = [name for name in dict.fromkeys(named) if named.count(name) > 1]
+    if twice:
+        raise UsageError(
+            f"workload {', '.join(twice)} named more than once: name each workload once",
+            hint="use --count N for several tasks of one workload",
+        )
+    return named
+
+
+def _dry_run(
+    state: AppState, names: list[str], options: RunOptions, output: OutputFormat, single: bool
+) -> None:
+    """`run --dry-run`: each plan (one object for one workload, else a list); exit 3 when a
+    pre-flight fails."""
+    from residency_cli.dispatch import Dispatcher
+    from residency_cli.errors import RefusedError
+
+    dispatcher = Dispatcher.create(state.clients(), state.config(), journal=None)
+    if single:
+        plan = dispatcher.dry_run(names[0], options)
+        render.render(plan, output)
+        if not plan.check.ready:
+            raise RefusedError(f"pre-flight failed: {plan.check.refusal}")
+        return
+    plans = dispatcher.dry_runs(names, options)
+    render.render(plans, output)
+    refused = [p.check for p in plans.plans if not p.check.ready]
+    if refused:
+        raise RefusedError(
+            "\n".join(f"pre-flight failed for {c.workload}: {c.refusal}" for c in refused)
+        )
+
+
 def run(
     ctx: typer.Context,
-    workload: str = typer.Argument(..., metavar="WORKLOAD", help="A workload of the map."),
+    workloads: list[str] = typer.Argument(
+        None,
+        metavar="WORKLOAD...",
+        help="Workloads of the map; several are dispatched together and waited on in one loop.",
+    ),
+    all_workloads: bool = typer.Option(
+        False, "--all", help="Dispatch every workload of the map (takes no WORKLOAD)."
+    ),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait until the task stops."),
     follow: bool = FOLLOW_OPTION,
     timeout: str | None = TIMEOUT_OPTION,
@@ -131,56 +195,62 @@ def run(
         None,
         "--command",
         metavar="CMD",
-        help="Override the container's command: split like a shell, or a JSON list "
-        """('["python", "job.py"]').""",
+        help="Override the container's command (one workload only): split like a shell, "
+        """or a JSON list ('["python", "job.py"]').""",
     ),
-    count: int = typer.Option(1, "--count", metavar="N", help="How many tasks to start (1-10)."),
+    count: int = typer.Option(
+        1, "--count", metavar="N", help="How many tasks to start (1-10), of each workload."
+    ),
     run_id: str | None = typer.Option(
         None,
         "--run-id",
         metavar="ID",
-        help="Idempotency id: the same id never starts a second task.",
+        help="Idempotency id: the same id never starts a second task (of any workload).",
     ),
     dry_run: bool = DRY_RUN_OPTION,
     exit_code: ExitCodeMode = EXIT_CODE_OPTION,
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
-    """Dispatch a workload to a host of its location, verify it landed there, and wait."""
-    from residency_cli.dispatch import (
-        Dispatcher,
-        RunOptions,
-        new_run_id,
-        parse_command,
-        parse_env,
-    )
+    """Dispatch workloads to hosts of their locations, verify where they landed, and wait.
+    With several workloads (or --all), pre-flight refuses them all if one is refused; the
+    exit code is the most severe run's."""
+    from residency_cli.dispatch import RunOptions, new_run_id, parse_command, parse_env
     from residency_cli.dispatch import validate_run_id as valid
+    from residency_cli.errors import UsageError
 
     state = app_state(ctx)
     config = state.config()
-    definition = config.workload(workload)
+    names = _workload_names(config, list(workloads or []), all_workloads)
+    single = len(names) == 1 and not all_workloads
+    if command is not None and len(names) > 1:
+        raise UsageError(
+            f"--command overrides one workload's command; {len(names)} workloads were given "
+            f"({', '.join(names)})",
+            hint="run that workload alone with --command",
+        )
     options = RunOptions(
         run_id=valid(run_id) if run_id is not None else new_run_id(),
         count=count,
         env=parse_env(env),
         command=parse_command(command) if command is not None else None,
     )
-    limit = _duration("--timeout", timeout, definition.timeout_seconds)
+    longest = max(config.workload(name).timeout_seconds for name in names)
+    limit = _duration("--timeout", timeout, longest)
     lost_after = _duration("--host-lost-after", host_lost_after, 0)
     if dry_run:
-        plan = Dispatcher.create(state.clients(), config, journal=None).dry_run(workload, options)
-        render.render(plan, output)
-        if not plan.check.ready:
-            from residency_cli.errors import RefusedError
-
-            raise RefusedError(f"pre-flight failed: {plan.check.refusal}")
+        _dry_run(state, names, options, output, single)
         return
     # Before anything is sent: whatever happens next, the user can retry without a second task.
     render.note(
         f"run id {options.run_id} (retry with --run-id {options.run_id}: never a second task)"
     )
     dispatcher, observer = _dispatcher(state, output, lost_after)
+    result: RunResult | RunResults
     try:
-        result = dispatcher.run(workload, options, wait=wait, follow=follow, timeout=limit)
+        if single:
+            result = dispatcher.run(names[0], options, wait=wait, follow=follow, timeout=limit)
+        else:
+            result = dispatcher.run_many(names, options, wait=wait, follow=follow, timeout=limit)
     finally:
         observer.close()
     _finish(result, dispatcher, output, exit_code)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from residency_cli.activation import Activation
     from residency_cli.audit import AuditReport
     from residency_cli.cli.state import OutputFormat
-    from residency_cli.dispatch import DryRun
+    from residency_cli.dispatch import DryRun, DryRunList
     from residency_cli.hosts import SyncPlan
     from residency_cli.journal import JournalRecords, VerifyReport
     from residency_cli.logs import LogEvent
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         LabelChange,
         PlacedHost,
         RunResult,
+        RunResults,
         TaskList,
         TasksStopped,
         ValidateSummary,
@@ -357,6 +358,22 @@ def _dry_run(plan: DryRun) -> None:
     raw(plan.aws_cli)
 
 
+def _runs(result: RunResults) -> None:
+    """Each run's report as a single `run` prints it, then a summary line."""
+    for run in result.runs:
+        _run(run)
+    if len(result.runs) > 1:
+        colour = "green" if result.outcome.exit_code == 0 else "red"
+        show(f"[{colour}]{plain(result.summary)}[/{colour}]")
+
+
+def _dry_runs(result: DryRunList) -> None:
+    for plan in result.plans:
+        ready = "ready" if plan.check.ready else "not ready (pre-flight failed)"
+        note(f"{plan.check.workload}: {ready}")
+        _dry_run(plan)
+
+
 def _stop(result: TasksStopped) -> None:
     for task in result.tasks:
         if task.stopped:
@@ -460,6 +477,8 @@ _TEXT: dict[str, Callable[[Any], None]] = {
     "CheckList": _checks,
     "RunResult": _run,
     "DryRun": _dry_run,
+    "RunResults": _runs,
+    "DryRunList": _dry_runs,
     "TaskList": _tasks,
     "TasksStopped": _stop,
     "AuditReport": _audit,
