@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from residency_cli.config import Config
+from residency_cli.config import Config, parse_config
 from residency_cli.dispatch import Dispatcher
 from residency_cli.waiting import PollPolicy
 
@@ -20,6 +20,8 @@ class Recorder:
     statuses: list[tuple[str | None, str]] = field(default_factory=list)
     placements: list[tuple[Any, bool]] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
+    # The container column of each log line (`bonus/christmas_bonus` when several workloads).
+    containers: list[str] = field(default_factory=list)
 
     def status(self, task: Any, previous: str | None) -> None:
         self.statuses.append((previous, task["lastStatus"]))
@@ -29,6 +31,7 @@ class Recorder:
 
     def log(self, event: Any) -> None:
         self.lines.append(event.message)
+        self.containers.append(event.container)
 
 
 @dataclass
@@ -46,3 +49,13 @@ class World:
             **overrides,
         }
         return Dispatcher.create(self.sandbox.clients(), self.config, **options)
+
+    def with_workloads(self, workloads: dict[str, tuple[list[str], str]]) -> World:
+        """This world with more workloads (name: (command, location)), each with its own
+        task definition `test-NAME` (64 CPU, 32 MiB), added to the map."""
+        text = self.map_path.read_text(encoding="utf-8")
+        for name, (command, location) in workloads.items():
+            self.sandbox.register_task_definition(f"test-{name}", command, cpu=64, memory=32)
+            text += f"  {name}:\n    task_definition: test-{name}\n    location: {location}\n"
+        self.map_path.write_text(text, encoding="utf-8")
+        return World(self.sandbox, parse_config(text, str(self.map_path)), self.map_path)

@@ -69,3 +69,24 @@ def test_malformed_task_reference_is_refused_before_any_aws_call(
     assert len(err.strip().splitlines()) == 1
     assert err.startswith("error: ") and "Traceback" not in err and "internal error" not in err
     assert "is not a task id or ARN" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--all", "bonus"], "--all runs every workload of the map; it takes no WORKLOAD"),
+        ([], "name a workload to run (known: bonus, tax), or --all"),
+        (["bonus", "bonsu"], "unknown workload 'bonsu'"),
+        (["bonus", "tax", "bonus"], "workload bonus named more than once"),
+        (["bonus", "tax", "--command", "echo hi"], "--command overrides one workload's command"),
+        (["--all", "--command", "echo hi"], "--command overrides one workload's command"),
+        (["bonus", "tax", "--count", "0"], "--count"),
+    ],
+)
+def test_run_of_several_workloads_refuses_bad_combinations(
+    args: list[str], words: str, map_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before any AWS call and before the run id is printed: nothing was dispatched."""
+    code, out, err = cli(capsys, "-c", str(map_path), "run", *args)
+    assert code == 2 and words in err and "Traceback" not in err, err
+    assert "run id" not in err and out == ""

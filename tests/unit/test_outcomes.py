@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from residency_cli.results import Outcome, RunResult, TaskOutcome
+from residency_cli.results import Outcome, RunResult, RunResults, TaskOutcome
 
 
 def _task(outcome: Outcome, **facts: object) -> TaskOutcome:
@@ -118,3 +118,55 @@ def test_container_exit_code_mode() -> None:
     assert failed.exit_code() == 1 and failed.exit_code(container_code=True) == 3
     done = RunResult([_task(Outcome.SUCCEEDED, exit_code=0)])
     assert done.exit_code(container_code=True) == 0
+
+
+def _run(workload: str, *outcomes: Outcome, **facts: object) -> RunResult:
+    return RunResult(
+        [
+            _task(o, workload=workload, task_arn=f"arn:aws:ecs:r:1:task/c/{workload}{i}", **facts)
+            for i, o in enumerate(outcomes)
+        ]
+    )
+
+
+def test_the_most_severe_run_decides_a_multi_workload_command() -> None:
+    runs = RunResults(
+        [
+            _run("bonus", Outcome.SUCCEEDED),
+            _run("tax", Outcome.FAILED, exit_code=3),
+            _run("report", Outcome.TIMEOUT),
+        ]
+    )
+    assert runs.outcome is Outcome.TIMEOUT and runs.exit_code() == 6
+    assert runs.summary == "3 workloads: 1 timeout, 1 failed, 1 succeeded"
+    # JSON: the list of single-run objects, each exactly what one run prints.
+    assert runs.to_json() == [run.to_json() for run in runs.runs]
+    explained = str(runs.explanation("residency")).split("\n")
+    assert explained[0].startswith("timed out waiting for task report0")
+    assert explained[1].startswith("tax failed: its container exited with code 3")
+    assert len(explained) == 2  # nothing to say about the run that succeeded
+
+
+def test_a_violation_beats_an_interruption_and_container_codes_follow_the_worst() -> None:
+    violation = _run("tax", Outcome.VIOLATION, message="residency: host x is in y")
+    interrupted = _run("bonus", Outcome.INTERRUPTED)
+    assert RunResults([interrupted, violation]).exit_code() == 4
+    failed = RunResults(
+        [_run("bonus", Outcome.SUCCEEDED), _run("tax", Outcome.FAILED, exit_code=7)]
+    )
+    assert failed.exit_code() == 1 and failed.exit_code(container_code=True) == 7
+    assert RunResults([_run("bonus", Outcome.SUCCEEDED)] * 2).explanation() is None
+
+
+def test_every_task_left_running_is_named_with_its_attach_command() -> None:
+    runs = RunResults(
+        [
+            _run("bonus", Outcome.INTERRUPTED, Outcome.INTERRUPTED),
+            _run("tax", Outcome.INTERRUPTED),
+            _run("report", Outcome.SUCCEEDED),
+        ]
+    )
+    explained = str(runs.explanation("residency --sandbox"))
+    for task_id in ("bonus0", "bonus1", "tax0"):
+        assert f"residency --sandbox attach {task_id}" in explained
+    assert runs.exit_code() == 130

@@ -178,7 +178,7 @@ def run(
     ctx: typer.Context,
     workloads: list[str] = typer.Argument(
         None,
-        metavar="WORKLOAD...",
+        metavar="[WORKLOAD]...",
         help="Workloads of the map; several are dispatched together and waited on in one loop.",
     ),
     all_workloads: bool = typer.Option(
