@@ -164,6 +164,8 @@ def test_cli_exit_code_is_the_most_severe_and_text_reports_each(
     assert "failed fail on bonus.host (newyork), exit code 3" in out
     assert out.rstrip().endswith("2 workloads: 1 failed, 1 succeeded")
     assert "error: fail failed: its container exited with code 3" in err
+    # Each status line says whose task it is.
+    assert "(hello): " in err and "(fail): " in err and "→ STOPPED" in err
     code, _, _ = cli(capsys, *base, "run", "fail", "hello", "--exit-code", "container")
     assert code == 3
 

@@ -76,11 +76,11 @@ def check(
 
 
 def _dispatcher(
-    state: AppState, output: OutputFormat, host_lost_after: float
+    state: AppState, output: OutputFormat, host_lost_after: float, *, several: bool = False
 ) -> tuple[Dispatcher, render.ConsoleObserver]:
     from residency_cli.dispatch import Dispatcher
 
-    observer = render.ConsoleObserver(output)
+    observer = render.ConsoleObserver(output, name_workloads=several)
     dispatcher = Dispatcher.create(
         state.clients(), state.config(), observer=observer, host_lost_after=host_lost_after
     )
@@ -244,7 +244,7 @@ def run(
     render.note(
         f"run id {options.run_id} (retry with --run-id {options.run_id}: never a second task)"
     )
-    dispatcher, observer = _dispatcher(state, output, lost_after)
+    dispatcher, observer = _dispatcher(state, output, lost_after, several=not single)
     result: RunResult | RunResults
     try:
         if single:

@@ -494,9 +494,11 @@ class ConsoleObserver:
     one line per change otherwise. Log lines go to stdout in text mode (they are the job's
     output) and to stderr with --output json (stdout holds the one JSON document)."""
 
-    def __init__(self, output: OutputFormat) -> None:
+    def __init__(self, output: OutputFormat, *, name_workloads: bool = False) -> None:
         from residency_cli.cli.state import OutputFormat
 
+        # Several workloads in one run: each status line says whose task it is.
+        self.name_workloads = name_workloads
         self.err = stderr()
         self.live: Status | None = None
         self.states: dict[str, str] = {}  # task id -> its last status, for the live line
@@ -517,6 +519,12 @@ class ConsoleObserver:
 
         current = str(task.get("lastStatus"))
         task_id = self._short(str(task.get("taskArn")))
+        if self.name_workloads:
+            from residency_cli.config import task_tag_value
+            from residency_cli.constants import WORKLOAD_TAG
+
+            workload = task_tag_value(task, WORKLOAD_TAG)
+            task_id += f" ({workload})" if workload else ""
         line = (
             f"task {task_id}: {previous} → {current}" if previous else f"task {task_id}: {current}"
         )
