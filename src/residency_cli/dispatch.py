@@ -633,10 +633,6 @@ class DryRunList:
 
     plans: list[DryRun]
 
-    @property
-    def not_ready(self) -> list[str]:
-        return [plan.check.workload for plan in self.plans if not plan.check.ready]
-
     def to_json(self) -> list[Any]:
         return [plan.to_json() for plan in self.plans]
 
@@ -712,7 +708,7 @@ class Dispatcher:
         return DryRun(result, request, aws_cli_command(request, self.region), options.run_id)
 
     def dry_runs(self, names: Sequence[str], options: RunOptions) -> DryRunList:
-        """`run W1 W2 ... --dry-run`: each workload's plan, the cluster described once."""
+        """`run W1 W2 ... --dry-run`: each workload's plan (one pre-flight for them all)."""
         checks = check(self.ecs, self.ssm, self.config, names)
         plans = []
         for result in checks:
@@ -756,9 +752,13 @@ class Dispatcher:
         except AwsError as error:
             # The task started: whatever failed after, the run is journalled and its task named.
             self._result(
-                started.trackers, options.run_id, request, None, event="run",
+                started.trackers,
+                options.run_id,
+                request,
+                None,
                 failures=started.failures,
-            )  # fmt: skip
+                event="run",
+            )
             error.task_ids = [t.arn.rsplit("/", 1)[-1] for t in started.trackers]
             raise
 
@@ -775,11 +775,11 @@ class Dispatcher:
         engine's one loop (one DescribeTasks a tick for all their tasks, each task judged
         against its own workload: a misplaced one is stopped, the others go on).
 
-        All or none: every workload is pre-flighted (the cluster described once) before
-        anything is sent; when one is refused nothing is dispatched and every run is
-        reported `refused` (the others "not dispatched"). One run id serves them all (the
-        clientToken is per workload and run id); a run the journal knows is attached to, as
-        a single `run` does. Ctrl-C leaves every started task running (`interrupted`)."""
+        All or none: every workload is pre-flighted before anything is sent; when one is
+        refused nothing is dispatched and every run is reported `refused` (the others "not
+        dispatched"). One run id serves them all (the clientToken is per workload and run
+        id); a run the journal knows is attached to, as a single `run` does. Ctrl-C leaves
+        every started task running (`interrupted`)."""
         plans = self._plans(names, options)
         refused = [c.workload for c, _, earlier in plans if not earlier and not c.ready]
         if refused:
@@ -862,8 +862,14 @@ class Dispatcher:
         except AwsError as error:
             # Tasks started: whatever failed after, each run is journalled and its tasks named.
             for entry in started:
-                self._result(entry.trackers, entry.run_id, entry.request, None,
-                             event=entry.event, failures=entry.failures)  # fmt: skip
+                self._result(
+                    entry.trackers,
+                    entry.run_id,
+                    entry.request,
+                    None,
+                    event=entry.event,
+                    failures=entry.failures,
+                )
             error.task_ids = [t.arn.rsplit("/", 1)[-1] for s in started for t in s.trackers]
             raise
         return [
