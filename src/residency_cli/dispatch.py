@@ -673,8 +673,6 @@ class Dispatcher:
     journal: RunJournal | None = field(default_factory=RunJournal)
     # Journal problems seen by this dispatcher (the CLI prints them as warnings).
     journal_problems: list[str] = field(default_factory=list)
-    # Other things the user should know about a run (the CLI prints them as notes).
-    notes: list[str] = field(default_factory=list)
 
     @classmethod
     def create(
@@ -908,19 +906,23 @@ class Dispatcher:
         return self._wait_engine(every, timeout, follower, stop_on_violation=False)
 
     def _follower(self, streams: Sequence[LogStream]) -> LogFollower | None:
-        """One follower for the streams of several workloads (None: nothing to follow)."""
+        """One follower for the streams of several workloads, each region's streams read
+        with that region's client (None: nothing to follow)."""
         if not streams or self.logs_client is None:
-            return None
-        regions = sorted({stream.region for stream in streams if stream.region})
-        if len(regions) > 1:
-            self.notes.append(
-                f"logs not followed: the workloads log to several regions ({', '.join(regions)}); "
-                "`residency logs TASK` reads each task's"
-            )
             return None
         from residency_cli.logs import LogFollower
 
-        return LogFollower(self.logs_client(streams), streams)
+        by_region: dict[str | None, list[LogStream]] = {}
+        for stream in streams:
+            by_region.setdefault(stream.region, []).append(stream)
+        follower: LogFollower | None = None
+        for group in by_region.values():
+            client = self.logs_client(group)
+            if follower is None:
+                follower = LogFollower(client, group)
+            else:
+                follower.add(client, group)
+        return follower
 
     def _start(self, name: str, run_id: str, request: dict[str, Any]) -> _Started | RunResult:
         """Journal the intent and send RunTask: the started tasks, or the refusal when ECS

@@ -356,6 +356,8 @@ class LogFollower:
         self.client = logs_client
         self.streams = list(streams)
         self._cursors = [_StreamCursor(s, start_time_ms) for s in self.streams]
+        self._clients = [logs_client] * len(self._cursors)  # each cursor's (its region's)
+        self._start_time_ms = start_time_ms
         self.api_calls = 0
         self.polls = 0
         self.events_read = 0
@@ -363,12 +365,20 @@ class LogFollower:
         self.throttled = False
         self.drain_complete: bool | None = None  # set by drain(): False if it hit max_seconds
 
+    def add(self, logs_client: CloudWatchLogsClient, streams: Sequence[LogStream]) -> None:
+        """Follow more streams, read with their own client (`run W1 W2 ...`: workloads whose
+        tasks log to another region)."""
+        for stream in streams:
+            self.streams.append(stream)
+            self._cursors.append(_StreamCursor(stream, self._start_time_ms))
+            self._clients.append(logs_client)
+
     def poll(self) -> list[LogEvent]:
         self.polls += 1
         merged: list[LogEvent] = []
-        for cursor in self._cursors:
+        for cursor, client in zip(self._cursors, self._clients, strict=True):
             self.api_calls += 1
-            merged.extend(cursor.fetch(self.client))
+            merged.extend(cursor.fetch(client))
         self.throttled = any(c.throttled for c in self._cursors)
         if self.throttled:
             self.throttle_count += 1

@@ -201,6 +201,19 @@ def test_one_call_per_stream_per_poll_and_merged_in_timestamp_order() -> None:
     assert follower.exhausted and follower.api_calls == 4
 
 
+def test_streams_added_with_another_client_are_read_with_it_and_merged() -> None:
+    """`run W1 W2 ...` whose workloads log to two regions: one follower, one client each."""
+    here, there = FakeLogs(), FakeLogs()
+    a, b = stream("a"), stream("b")
+    here.put(a, (1, "a1"), (4, "a4"))
+    there.put(b, (2, "b2"))
+    follower = LogFollower(here, [a])  # type: ignore[arg-type]
+    follower.add(there, [b])  # type: ignore[arg-type]
+    assert messages(follower.poll()) == ["a1", "b2", "a4"]
+    assert (len(here.calls), len(there.calls), follower.api_calls) == (1, 1, 2)
+    assert follower.streams == [a, b]
+
+
 def test_same_timestamp_lines_are_neither_dropped_nor_doubled_across_polls() -> None:
     logs = FakeLogs()
     s = stream()

@@ -110,8 +110,6 @@ def _finish(
     from residency_cli.errors import ResidencyError
 
     render.render(result, output)
-    for line in dispatcher.notes:
-        render.note(f"note: {line}")
     for problem in dispatcher.journal_problems:
         render.note(f"warning: {problem}")
     code = result.exit_code(container_code=mode is ExitCodeMode.container)
