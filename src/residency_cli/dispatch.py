@@ -860,29 +860,23 @@ class Dispatcher:
         except AwsError as error:
             # Tasks started: whatever failed after, each run is journalled and its tasks named.
             for entry in started:
-                self._result(
-                    entry.trackers,
-                    entry.run_id,
-                    entry.request,
-                    None,
-                    event=entry.event,
-                    failures=entry.failures,
-                )
+                self._started_result(entry, None)
             error.task_ids = [t.arn.rsplit("/", 1)[-1] for s in started for t in s.trackers]
             raise
         return [
-            entry
-            if isinstance(entry, RunResult)
-            else self._result(
-                entry.trackers,
-                entry.run_id,
-                entry.request,
-                pending,
-                event=entry.event,
-                failures=entry.failures,
-            )
+            entry if isinstance(entry, RunResult) else self._started_result(entry, pending)
             for entry in entries
         ]
+
+    def _started_result(self, entry: _Started, pending: Outcome | None) -> RunResult:
+        return self._result(
+            entry.trackers,
+            entry.run_id,
+            entry.request,
+            pending,
+            event=entry.event,
+            failures=entry.failures,
+        )
 
     def _wait_many(
         self, started: Sequence[_Started], wait: bool, follow: bool, timeout: float | None

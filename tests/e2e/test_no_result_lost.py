@@ -6,34 +6,14 @@ import json
 import os
 import signal
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from residency_cli.cli.app import main
 from residency_cli.dispatch import Dispatcher, RunOptions
 from residency_cli.journal import read
-from tests.support.running import start_until_running
+from tests.support.running import InterruptedOnce, start_until_running
 from tests.support.world import World
-
-
-class InterruptedOnce:
-    """The sandbox's ECS client, but Ctrl-C arrives just after the first RunTask was sent
-    (and the task started): the answer is lost to the user."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.run_tasks = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def run_task(self, **params: Any) -> Any:
-        self.run_tasks += 1
-        answer = self.inner.run_task(**params)
-        if self.run_tasks == 1:
-            raise KeyboardInterrupt
-        return answer
 
 
 def test_ctrl_c_while_run_task_is_in_flight_names_the_task_it_started(world: World) -> None:

@@ -16,7 +16,7 @@ from residency_cli.dispatch import Dispatcher, RunOptions
 from residency_cli.journal import read
 from residency_cli.results import Outcome, TaskOutcome
 from tests.support.cli import cli
-from tests.support.running import start_until_running
+from tests.support.running import InterruptedOnce, start_until_running
 from tests.support.world import World
 
 SLOW = ["sleep", "30"]
@@ -89,24 +89,6 @@ def test_a_misplaced_task_is_a_violation_and_the_other_workload_goes_on(world: W
 
 
 def test_ctrl_c_during_the_first_run_task_dispatches_nothing_else(world: World) -> None:
-    class InterruptedOnce:
-        """The sandbox's ECS client; Ctrl-C arrives just after the first RunTask started
-        its task."""
-
-        def __init__(self, inner: Any) -> None:
-            self.inner = inner
-            self.run_tasks = 0
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self.inner, name)
-
-        def run_task(self, **params: Any) -> Any:
-            self.run_tasks += 1
-            answer = self.inner.run_task(**params)
-            if self.run_tasks == 1:
-                raise KeyboardInterrupt
-            return answer
-
     clients = world.sandbox.clients()
     ecs = InterruptedOnce(clients.ecs)
     dispatcher = Dispatcher(ecs, clients.ssm, world.config)  # type: ignore[arg-type]

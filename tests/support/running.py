@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 RESIDENCY = [sys.executable, "-c", "from residency_cli.cli.app import run; run()"]
 
@@ -32,3 +33,22 @@ def start_until_running(
         assert line and time.monotonic() < deadline, seen
         seen += line
     return process, seen
+
+
+class InterruptedOnce:
+    """An ECS client whose first RunTask starts its task, then Ctrl-C arrives before the
+    answer reaches the caller (the answer is lost to the user)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.run_tasks = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def run_task(self, **params: Any) -> Any:
+        self.run_tasks += 1
+        answer = self.inner.run_task(**params)
+        if self.run_tasks == 1:
+            raise KeyboardInterrupt
+        return answer
