@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -32,3 +35,93 @@ def write_airflow_map(
     path = folder / "residency.yaml"
     path.write_text(text, encoding="utf-8")
     return path, parse_config(text, str(path))
+
+
+# --- a real Airflow (its own virtual environment, `make test-airflow`) ---------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_DAGS = ROOT / "examples" / "airflow"
+DRIVER = ROOT / "tests" / "airflow" / "airflow_driver.py"
+AIRFLOW_PYTHON = os.environ.get("RESIDENCY_AIRFLOW_PYTHON")
+AIRFLOW_TIMEOUT = 300
+
+
+def airflow_env(sandbox: Any, home: Path, dags: Path = EXAMPLE_DAGS) -> dict[str, str]:
+    """The environment of an Airflow process talking to the sandbox: its endpoint and
+    credentials, a private AIRFLOW_HOME, the DAG folder, residency_cli from src/. The test's
+    RESIDENCY_STATE_DIR and RESIDENCY_JOURNAL are kept (the operator journals there)."""
+    skip = ("AWS_", "AIRFLOW", "RESIDENCY_CONFIG", "RESIDENCY_TASK_DEFINITIONS")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
+    env.update(sandbox.env())
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "PYTHONPATH": str(ROOT / "src"),  # residency_cli.airflow, without installing it
+            "NO_COLOR": "1",
+        }
+    )
+    return env
+
+
+def run_airflow(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args, env=env, capture_output=True, text=True, timeout=AIRFLOW_TIMEOUT, check=False
+    )
+
+
+def migrate(env: dict[str, str]) -> None:
+    """`airflow db migrate`: the metadata database of this AIRFLOW_HOME."""
+    assert AIRFLOW_PYTHON is not None
+    done = run_airflow([str(Path(AIRFLOW_PYTHON).with_name("airflow")), "db", "migrate"], env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def driver_command(dags: Path, *dag_ids: str, logical_date: str | None = None) -> list[str]:
+    assert AIRFLOW_PYTHON is not None
+    dated = ["--logical-date", logical_date] if logical_date else []
+    return [AIRFLOW_PYTHON, str(DRIVER), str(dags), *dated, *dag_ids]
+
+
+def drive(
+    env: dict[str, str], dags: Path, *dag_ids: str, logical_date: str | None = None
+) -> tuple[dict[str, Any], str]:
+    """Run DAGs with `dag.test()` (airflow_driver.py): its report and its whole output."""
+    done = run_airflow(driver_command(dags, *dag_ids, logical_date=logical_date), env)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-5000:]
+    return last_json(done.stdout), output
+
+
+def last_json(stdout: str) -> dict[str, Any]:
+    report: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
+    return report
+
+
+def operator_dags(folder: Path, map_path: Path, workloads: list[str]) -> Path:
+    """A DAG folder with one DAG `residency_<workload>` per workload, each one
+    ResidencyRunOperator task named after its workload."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "residency_test_dags.py").write_text(
+        OPERATOR_DAGS.format(workloads=workloads, map=str(map_path)), encoding="utf-8"
+    )
+    return folder
+
+
+OPERATOR_DAGS = """
+from datetime import datetime
+
+from airflow.sdk import DAG
+
+from residency_cli.airflow import ResidencyRunOperator
+
+for workload in {workloads!r}:
+    with DAG(
+        dag_id=f"residency_{{workload}}",
+        schedule=None,
+        start_date=datetime(2024, 12, 1),
+        catchup=False,
+    ):
+        ResidencyRunOperator(task_id=workload, workload=workload, config_path={map!r})
+"""
