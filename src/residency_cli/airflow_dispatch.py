@@ -70,6 +70,9 @@ class TaskInstance:
     task_id: str
     map_index: int = -1
     try_number: int = 1
+    # Airflow 3's id of this try (`ti.id`, a new UUID for every try, also when a DAG run is
+    # deleted and created again with the same run id, where try numbers start again at 1).
+    try_id: str | None = None
 
     @classmethod
     def from_context(cls, context: Mapping[str, Any]) -> TaskInstance:
@@ -78,12 +81,14 @@ class TaskInstance:
         ti = context["ti"]
         map_index = getattr(ti, "map_index", None)
         try_number = getattr(ti, "try_number", None)
+        try_id = getattr(ti, "id", None)
         return cls(
             dag_id=str(ti.dag_id),
             run_id=str(ti.run_id),
             task_id=str(ti.task_id),
             map_index=-1 if map_index is None else int(map_index),
             try_number=1 if not try_number else int(try_number),
+            try_id=None if try_id is None else str(try_id),
         )
 
     @property
@@ -107,7 +112,10 @@ class TaskInstance:
         """This try's residency run id (`[A-Za-z0-9_.:-]{1,64}`, dispatch.validate_run_id):
         the same try always gets the same one (so the same RunTask clientToken), the next
         try (a retry, or a clear) another."""
-        return f"airflow-{self.key[:16]}-{self.try_number}"
+        run_id = f"airflow-{self.key[:16]}-{self.try_number}"
+        if self.try_id:
+            run_id += "-" + hashlib.sha256(self.try_id.encode()).hexdigest()[:8]
+        return run_id
 
     def describe(self) -> str:
         index = f"[{self.map_index}]" if self.map_index >= 0 else ""

@@ -4,10 +4,11 @@ environment (the sandbox). Prints one JSON object on the last line of stdout:
 {"import_errors": {...}, "dag_ids": [...], "dags": {"residency_bonus": {"state": "success",
 "run_id": ..., "tasks": {"bonus": {"state": ..., "try_number": ..., "xcom": {key: value}}}}}}.
 
-With `--logical-date`, the DAG run of that date: running it again clears its task instances
-and runs them as a new try, as clearing them in Airflow's UI does.
+With `--logical-date`, the DAG run of that date and run id (`manual__<date>`): running it again
+replaces that DAG run (dag.test() deletes it and creates it again) and runs its task
+instances again: the same (DAG id, run id, task id, map index), as a retry or a clear has.
 
-Usage: python airflow_driver.py DAG_FOLDER [--logical-date ISO] [DAG_ID...]
+Usage: python airflow_driver.py DAG_FOLDER [DAG_ID...] [--logical-date ISO]
 """
 
 from __future__ import annotations
@@ -45,7 +46,12 @@ def main(folder: str, dag_ids: list[str], logical_date: datetime | None) -> int:
         if dag is None:
             runs[dag_id] = {"state": "missing"}
             continue
-        run = dag.test(logical_date=logical_date) if logical_date else dag.test()
+        # A fixed run_after too: the same run id (manual__<run_after>) every time.
+        run = (
+            dag.test(logical_date=logical_date, run_after=logical_date)
+            if logical_date
+            else dag.test()
+        )
         tasks = {}
         for ti in run.get_task_instances():
             tasks[ti.task_id] = {

@@ -81,7 +81,7 @@ def migrate(env: dict[str, str]) -> None:
 def driver_command(dags: Path, *dag_ids: str, logical_date: str | None = None) -> list[str]:
     assert AIRFLOW_PYTHON is not None
     dated = ["--logical-date", logical_date] if logical_date else []
-    return [AIRFLOW_PYTHON, str(DRIVER), str(dags), *dated, *dag_ids]
+    return [AIRFLOW_PYTHON, str(DRIVER), str(dags), *dag_ids, *dated]
 
 
 def drive(

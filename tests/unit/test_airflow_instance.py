@@ -55,11 +55,20 @@ def test_one_key_for_every_try_and_a_run_id_per_try() -> None:
     ]
     assert len({first.key, *(o.key for o in others)}) == 5
     assert first.describe() == "dag/run/task[2]"
+    # A DAG run deleted and created again with the same run id starts again at try 1: Airflow
+    # 3 gives each try its own id, and so does residency.
+    again = TaskInstance("dag", "run", "task", map_index=2, try_number=1, try_id="0193-a")
+    later = TaskInstance("dag", "run", "task", map_index=2, try_number=1, try_id="0193-b")
+    assert again.key == first.key
+    assert len({first.residency_run_id, again.residency_run_id, later.residency_run_id}) == 3
+    assert validate_run_id(again.residency_run_id) == again.residency_run_id
 
 
 def test_from_an_airflow_context() -> None:
     ti = SimpleNamespace(dag_id="d", run_id="r", task_id="t", map_index=None, try_number=3)
     assert TaskInstance.from_context({"ti": ti}) == TaskInstance("d", "r", "t", -1, 3)
+    ti.id = "01a23792-31cc-7989-83f7-eeebb60d57f6"
+    assert TaskInstance.from_context({"ti": ti}).try_id == ti.id
 
 
 def test_too_many_workload_tags_leave_no_room_for_airflows() -> None:
