@@ -11,8 +11,8 @@ import pytest
 
 from residency_cli.airflow_dispatch import (
     TaskInstance,
-    running_tasks_of,
     run_task_instance,
+    running_tasks_of,
     stop_task_instance,
 )
 from residency_cli.config import task_tag_value
