@@ -5,6 +5,7 @@ task instance that succeeded and is cleared runs the workload again."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -194,3 +195,35 @@ def test_a_cleared_task_instance_runs_the_workload_again(
     runs = [r for r in RunJournal().records() if r["event"] == "run"]
     assert [r["result"]["task_arn"] for r in runs] == arns
     assert runs[0]["run_id"] != runs[1]["run_id"]
+
+
+def test_on_kill_stops_the_ecs_task_and_journals_it(
+    sandbox: Any, airflow: tuple[dict[str, str], Path], tmp_path: Path
+) -> None:
+    """SIGTERM to the worker (Airflow's kill: the UI, a shutdown): Airflow calls on_kill,
+    which stops the ECS task through Dispatcher.stop; the try fails."""
+    env, dags = airflow
+    log_path = tmp_path / "worker.log"
+    with open(log_path, "w", encoding="utf-8") as log:
+        worker = subprocess.Popen(
+            driver_command(dags, "residency_hold"), env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        (running,) = _until(
+            "running",
+            lambda: _tasks_of(sandbox, "airflow-hold", "RUNNING") or _ended(worker, log_path),
+        )
+        _until("followed", lambda: "[main] holding" in log_path.read_text(encoding="utf-8"))
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=AIRFLOW_TIMEOUT)
+    finally:
+        worker.kill()
+    output = log_path.read_text(encoding="utf-8")
+    (stopped,) = _until("stopped", lambda: _tasks_of(sandbox, "airflow-hold", "STOPPED"))
+    assert stopped["taskArn"] == running["taskArn"]
+    assert stopped["stoppedReason"].startswith(
+        "stopped by Airflow: task instance residency_hold/"
+    ), output[-5000:]
+    assert f"stopped ECS task {running['taskArn'].rsplit('/', 1)[-1]}" in output
+    stops = [r for r in RunJournal().records() if r["event"] == "stop"]
+    assert [r["result"]["task_arn"] for r in stops] == [running["taskArn"]]
