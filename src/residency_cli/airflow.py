@@ -53,8 +53,15 @@ __all__ = ["AIRFLOW_RUN_ID", "ResidencyRunOperator", "ecs_run_task_kwargs"]
 def __getattr__(name: str) -> Any:
     """`ResidencyRunOperator`, imported (with Airflow) only when asked for."""
     if name == "ResidencyRunOperator":
-        from residency_cli.airflow_operator import ResidencyRunOperator
-
+        try:
+            from residency_cli.airflow_operator import ResidencyRunOperator
+        except ModuleNotFoundError as error:
+            if (error.name or "").split(".")[0] != "airflow":
+                raise
+            raise ImportError(
+                "ResidencyRunOperator needs Apache Airflow 3 in this environment "
+                "(pip install apache-airflow; see docs/airflow.md)"
+            ) from error
         return ResidencyRunOperator
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

@@ -155,7 +155,8 @@ def test_a_killed_worker_retried_reattaches_to_the_running_task(
     finally:
         worker.kill()  # SIGKILL: no on_kill, no journal record, the ECS task keeps running
         worker.wait(timeout=60)
-    assert _tasks_of(sandbox, "airflow-hold", "RUNNING") == [running]
+    still = [t["taskArn"] for t in _tasks_of(sandbox, "airflow-hold", "RUNNING")]
+    assert still == [running["taskArn"]]
 
     with open(tmp_path / "retry.log", "w+", encoding="utf-8") as log:
         retry = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
