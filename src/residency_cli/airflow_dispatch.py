@@ -70,14 +70,17 @@ class TaskInstance:
     task_id: str
     map_index: int = -1
     try_number: int = 1
-    # Airflow 3's id of this try (`ti.id`, a new UUID for every try, also when a DAG run is
-    # deleted and created again with the same run id, where try numbers start again at 1).
+    # Airflow 3's id of this try (`ti.id`, a new UUID for every try: apache-airflow 3.3
+    # airflow/models/taskinstance.py, `prepare_db_for_next_try` sets `self.id = uuid7()`;
+    # also new when a DAG run is deleted and created again with the same run id, where try
+    # numbers start again at 1).
     try_id: str | None = None
 
     @classmethod
     def from_context(cls, context: Mapping[str, Any]) -> TaskInstance:
         """From an Airflow task's context (`context["ti"]`: dag_id, run_id, task_id,
-        map_index, try_number, as Airflow 3's RuntimeTaskInstance has them)."""
+        map_index, try_number and id, as Airflow 3's RuntimeTaskInstance has them: task SDK
+        airflow/sdk/api/datamodels/_generated.py, `TaskInstance`)."""
         ti = context["ti"]
         map_index = getattr(ti, "map_index", None)
         try_number = getattr(ti, "try_number", None)
