@@ -1,8 +1,9 @@
 # Apache Airflow checks (included by the Makefile).
 #
-#   test-airflow   the example DAGs (examples/airflow/) under a real Airflow 3 with the Amazon
+#   test-airflow   ResidencyRunOperator, the example DAGs (examples/airflow/) and the stock
+#                  operator with ecs_run_task_kwargs under a real Airflow 3 with the Amazon
 #                  provider: parsed with DagBag, then run with `dag.test()` against the
-#                  in-process sandbox (tests/airflow/test_airflow_e2e.py); part of `make
+#                  in-process sandbox (tests/airflow/, docs/airflow.md); part of `make
 #                  pytest` (so of `make test`), and a target of its own. Airflow lives in its
 #                  own environment, .venv-airflow/, rebuilt only when
 #                  examples/airflow/requirements.txt or its lock changes; the lock

@@ -1,6 +1,7 @@
 """The `bonus` workload (the Christmas bonus of the New York staff, computed in
-New York), dispatched by Airflow's EcsRunTaskOperator with the same placement
-constraint and tags as `residency run bonus`."""
+New York), dispatched by ResidencyRunOperator as `residency run bonus` does it: pre-flight,
+the map's placement, placement verified, the job's log in the task log, the outcome in XCom,
+the journal record; a retry after a worker crash reattaches to the running ECS task."""
 
 from __future__ import annotations
 
@@ -8,19 +9,15 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from airflow.providers.amazon.aws.operators.ecs import EcsRunTaskOperator
 from airflow.sdk import DAG
 
-from residency_cli.airflow import ecs_run_task_kwargs
+from residency_cli.airflow import ResidencyRunOperator
 
-# The map, and the folder of the task definitions' JSON files (read for the container and
-# awslogs settings; no AWS call at parse time). Default: the ACME example of this repository.
+# The map. Default: the ACME example of this repository. The DAG file makes no AWS call and
+# does not read the map when Airflow parses it; the operator reads it when the task runs.
 MAP = Path(
     os.environ.get("RESIDENCY_CONFIG")
     or Path(__file__).resolve().parents[1] / "acme/residency.yaml"
-)
-TASK_DEFINITIONS = Path(
-    os.environ.get("RESIDENCY_TASK_DEFINITIONS") or MAP.parent / "task-definitions"
 )
 
 with DAG(
@@ -31,9 +28,4 @@ with DAG(
     catchup=False,
     tags=["residency"],
 ):
-    EcsRunTaskOperator(
-        task_id="bonus",
-        **ecs_run_task_kwargs(
-            "bonus", MAP, task_definition=TASK_DEFINITIONS / "christmas-bonus.json"
-        ),
-    )
+    ResidencyRunOperator(task_id="bonus", workload="bonus", config_path=MAP)

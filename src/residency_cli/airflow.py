@@ -1,5 +1,11 @@
 """Dispatch a workload of the map from Apache Airflow, with the same placement as `run`.
 
+`ResidencyRunOperator` (docs/airflow.md) does what `residency run` does, as an Airflow task:
+pre-flight, RunTask, placement verification, the job's log in the task log, the outcome in
+XCom, the journal, and reattach on retry. It lives in `residency_cli.airflow_operator` and is
+loaded from here on first use (`from residency_cli.airflow import ResidencyRunOperator`), so
+this module stays importable without Airflow.
+
 `ecs_run_task_kwargs()` returns the keyword arguments of the Amazon provider's
 `EcsRunTaskOperator` (apache-airflow-providers-amazon 9.x) for one workload: the same
 cluster, task definition, EXTERNAL launch type, `memberOf` placement constraint, overrides
@@ -25,7 +31,7 @@ import json
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from residency_cli.config import (
     Config,
@@ -37,6 +43,28 @@ from residency_cli.constants import LOCATION_TAG, RUN_ID_TAG, WORKLOAD_TAG
 from residency_cli.errors import UsageError
 from residency_cli.guarding import with_guard
 from residency_cli.placement import build_constraints
+
+if TYPE_CHECKING:
+    from residency_cli.airflow_operator import ResidencyRunOperator
+
+__all__ = ["AIRFLOW_RUN_ID", "ResidencyRunOperator", "ecs_run_task_kwargs"]
+
+
+def __getattr__(name: str) -> Any:
+    """`ResidencyRunOperator`, imported (with Airflow) only when asked for."""
+    if name == "ResidencyRunOperator":
+        try:
+            from residency_cli.airflow_operator import ResidencyRunOperator
+        except ModuleNotFoundError as error:
+            if (error.name or "").split(".")[0] != "airflow":
+                raise
+            raise ImportError(
+                "ResidencyRunOperator needs Apache Airflow 3 in this environment "
+                "(pip install apache-airflow; see docs/airflow.md)"
+            ) from error
+        return ResidencyRunOperator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # Airflow renders templated fields (tags is one): each DAG run tags its task with its run id.
 AIRFLOW_RUN_ID = "{{ run_id }}"

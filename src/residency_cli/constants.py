@@ -18,3 +18,19 @@ RESERVED_TAG_PREFIXES = ("aws:", "residency:")
 
 # How the stoppedReason of a task residency stopped for its placement begins.
 VIOLATION_REASON_PREFIX = "residency: host "
+
+# Tags the Airflow operator adds (residency_cli.airflow_dispatch): which task instance of
+# which DAG run started the task, so that a retry finds it. The values are Airflow's ids made
+# safe for ECS tags; AIRFLOW_KEY_TAG is the exact identity (a digest of all four).
+AIRFLOW_DAG_TAG = "residency:airflow-dag"
+AIRFLOW_RUN_TAG = "residency:airflow-run"
+AIRFLOW_TASK_TAG = "residency:airflow-task"
+AIRFLOW_MAP_INDEX_TAG = "residency:airflow-map-index"
+AIRFLOW_KEY_TAG = "residency:airflow-key"
+AIRFLOW_TAGS = (
+    AIRFLOW_DAG_TAG,
+    AIRFLOW_RUN_TAG,
+    AIRFLOW_TASK_TAG,
+    AIRFLOW_MAP_INDEX_TAG,
+    AIRFLOW_KEY_TAG,
+)

@@ -356,6 +356,8 @@ class RunOptions:
     env: dict[str, str] = field(default_factory=dict)
     # `run --command`: replaces the container's (and the workload's) command.
     command: list[str] | None = None
+    # Tags added after the workload's own (the Airflow operator's task-instance tags).
+    tags: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 1 <= self.count <= MAX_COUNT:
@@ -372,6 +374,7 @@ def build_request(
         {"key": LOCATION_TAG, "value": " ".join(workload.locations)},
         {"key": RUN_ID_TAG, "value": options.run_id},
         *({"key": k, "value": v} for k, v in workload.tags.items()),
+        *({"key": k, "value": v} for k, v in options.tags.items()),
     ]
     request: dict[str, Any] = {
         "cluster": config.cluster,

@@ -18,7 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from residency_cli.config import Config
-from residency_cli.constants import HOST_LOCATION_TAG, LOCATION_TAG, RUN_ID_TAG, WORKLOAD_TAG
+from residency_cli.constants import (
+    AIRFLOW_TAGS,
+    HOST_LOCATION_TAG,
+    LOCATION_TAG,
+    RUN_ID_TAG,
+    WORKLOAD_TAG,
+)
 from residency_cli.errors import UsageError
 
 POLICY_VERSION = "2012-10-17"
@@ -165,7 +171,8 @@ def build_policy(
     definitions = [
         _task_definition_arn(scope, w.task_definition) for w in config.workloads.values()
     ]
-    tag_keys = [WORKLOAD_TAG, LOCATION_TAG, RUN_ID_TAG, HOST_LOCATION_TAG]
+    # The Airflow operator's task-instance tags too (ResidencyRunOperator, docs/airflow.md).
+    tag_keys = [WORKLOAD_TAG, LOCATION_TAG, RUN_ID_TAG, HOST_LOCATION_TAG, *AIRFLOW_TAGS]
     for workload in config.workloads.values():
         tag_keys.extend(workload.tags)
 

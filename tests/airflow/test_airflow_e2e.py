@@ -3,114 +3,115 @@
 Airflow lives in its own virtual environment (`make test-airflow` builds .venv-airflow from
 examples/airflow/requirements.txt and sets RESIDENCY_AIRFLOW_PYTHON); without it this test is
 skipped. The DAGs are parsed with DagBag (no import errors allowed), then each runs with
-`dag.test()`: EcsRunTaskOperator calls RunTask on the sandbox, which evaluates the placement
-constraint, runs the job on a simulated host and streams its log to CloudWatch Logs.
+`dag.test()`: ResidencyRunOperator pre-flights the workload, calls RunTask on the sandbox
+(which evaluates the placement constraint and runs the job on a simulated host), verifies the
+placement, copies the job's log into the task log and puts the outcome in XCom. The stock
+EcsRunTaskOperator with `ecs_run_task_kwargs` is run too.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-DAGS = ROOT / "examples" / "airflow"
-DRIVER = Path(__file__).with_name("airflow_driver.py")
-PYTHON = os.environ.get("RESIDENCY_AIRFLOW_PYTHON")
-TIMEOUT = 300
+from residency_cli.config import task_tag_value
+from residency_cli.constants import AIRFLOW_DAG_TAG, AIRFLOW_RUN_TAG, AIRFLOW_TASK_TAG
+from residency_cli.journal import RunJournal
+from tests.support.airflow import AIRFLOW_PYTHON, EXAMPLE_DAGS, ROOT, airflow_env, drive, migrate
 
 pytestmark = pytest.mark.skipif(
-    not PYTHON, reason="RESIDENCY_AIRFLOW_PYTHON is not set (run `make test-airflow`)"
+    not AIRFLOW_PYTHON, reason="RESIDENCY_AIRFLOW_PYTHON is not set (run `make test-airflow`)"
 )
 
 
-def _airflow_env(sandbox: Any, home: Path) -> dict[str, str]:
-    # The DAGs' own default map (examples/acme) is the one the sandbox is seeded from.
-    skip = ("AWS_", "AIRFLOW", "RESIDENCY_CONFIG", "RESIDENCY_TASK_DEFINITIONS")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
-    env.update(sandbox.env())
-    env.update(
-        {
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "PYTHONPATH": str(ROOT / "src"),  # residency_cli.airflow, without installing it
-            "NO_COLOR": "1",
-        }
-    )
-    return env
-
-
-def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        args, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False
-    )
-
-
 def test_example_dags_dispatch_to_the_right_hosts(sandbox: Any, tmp_path: Path) -> None:
-    assert PYTHON is not None
     assert sandbox.config_path.resolve() == (ROOT / "examples/acme/residency.yaml").resolve()
-    env = _airflow_env(sandbox, tmp_path / "airflow")
-    migrate = _run([str(Path(PYTHON).with_name("airflow")), "db", "migrate"], env)
-    assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
+    env = airflow_env(sandbox, tmp_path / "airflow")
+    migrate(env)
 
-    # No host carries a location yet: the placement constraint leaves ECS nowhere to go.
-    refused = _run([PYTHON, str(DRIVER), str(DAGS), "residency_bonus"], env)
-    assert refused.returncode == 0, (refused.stdout + refused.stderr)[-5000:]
-    assert (
-        json.loads(refused.stdout.strip().splitlines()[-1])["dags"]["residency_bonus"]["state"]
-        == "failed"
-    )
-    assert "MemberOf placement constraint unsatisfied" in refused.stdout + refused.stderr
+    # No host carries a location yet: pre-flight refuses, and RunTask is never called.
+    sandbox.reset_calls()
+    refused, output = drive(env, EXAMPLE_DAGS, "residency_bonus")
+    assert refused["dags"]["residency_bonus"]["state"] == "failed"
+    assert "refused to dispatch bonus" in output
+    assert "bonus.host: no location attribute" in output
+    assert sandbox.calls("RunTask") == 0
+    xcom = refused["dags"]["residency_bonus"]["tasks"]["bonus"]["xcom"]
+    assert xcom["residency_result"]["outcome"] == "refused"
 
     sandbox.label_all()
-
-    done = _run([PYTHON, str(DRIVER), str(DAGS), "residency_bonus", "residency_tax"], env)
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-5000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-
+    report, output = drive(env, EXAMPLE_DAGS, "residency_bonus", "residency_tax")
     assert report["import_errors"] == {}
     assert report["dag_ids"] == ["residency_bonus", "residency_tax"]
-    for dag_id, task_id in (("residency_bonus", "bonus"), ("residency_tax", "tax")):
-        run = report["dags"][dag_id]
-        assert run["state"] == "success", output[-5000:]
-        assert run["tasks"][task_id]["state"] == "success"
-    # The operator followed the job's CloudWatch stream (awslogs_* from the task definition).
-    assert "Running on host 'bonus.host'" in output
-    assert "Running on host 'tax.host'" in output
-
+    expected = {"bonus": ("bonus.host", "newyork"), "tax": ("tax.host", "frankfurt")}
     ecs = sandbox.client("ecs")
-    arns = ecs.list_tasks(cluster=sandbox.cluster, desiredStatus="STOPPED")["taskArns"]
-    tasks = ecs.describe_tasks(cluster=sandbox.cluster, tasks=arns, include=["TAGS"])["tasks"]
-    assert len(tasks) == 2
-    for task in tasks:
-        tags = {t["key"]: t["value"] for t in task.get("tags", [])}
-        workload = tags["residency:workload"]
-        expected = {"bonus": ("bonus.host", "newyork"), "tax": ("tax.host", "frankfurt")}
-        hostname, location = expected[workload]
-        host = sandbox.host(hostname)
-        assert task["containerInstanceArn"] == host.container_instance_arn
-        assert tags["residency:location"] == location
-        assert tags["residency:run-id"] == report["dags"][f"residency_{workload}"]["run_id"]
-        assert task["launchType"] == "EXTERNAL"
-        assert task["containers"][0]["exitCode"] == 0
-        described = ecs.describe_container_instances(
-            cluster=sandbox.cluster, containerInstances=[task["containerInstanceArn"]]
-        )["containerInstances"][0]
-        attributes = {a["name"]: a.get("value") for a in described["attributes"]}
-        assert attributes["location"] == location
+    for workload, (hostname, location) in expected.items():
+        run = report["dags"][f"residency_{workload}"]
+        assert run["state"] == "success", output[-5000:]
+        task = run["tasks"][workload]
+        assert task["state"] == "success"
+        # The outcome in XCom: `residency run -o json`'s document.
+        outcome = task["xcom"]["return_value"]
+        assert outcome == task["xcom"]["residency_result"]
+        assert outcome["outcome"] == "succeeded" and outcome["exit_code"] == 0
+        assert (outcome["host"]["hostname"], outcome["host"]["location"]) == (hostname, location)
+        # The job's log lines in the task log, and the verified placement.
+        assert f"Running on host '{hostname}'" in output
+        assert f"placed on {hostname} in {location}: allowed" in output
+        described = ecs.describe_tasks(
+            cluster=sandbox.cluster, tasks=[outcome["task_arn"]], include=["TAGS"]
+        )["tasks"][0]
+        assert described["containerInstanceArn"] == sandbox.host(hostname).container_instance_arn
+        assert described["startedBy"] == "residency"
+        assert task_tag_value(described, AIRFLOW_DAG_TAG) == f"residency_{workload}"
+        assert task_tag_value(described, AIRFLOW_RUN_TAG) == run["run_id"]
+        assert task_tag_value(described, AIRFLOW_TASK_TAG) == workload
+        assert task_tag_value(described, "residency:host-location") == location
+    # The journal: the refusal, then an intent and a run record per workload.
+    events = [(r["workload"], r["event"]) for r in RunJournal().records()]
+    assert events == [
+        ("bonus", "run"),
+        ("bonus", "intent"),
+        ("bonus", "run"),
+        ("tax", "intent"),
+        ("tax", "run"),
+    ]
+
+
+# The stock operator with the kwargs helper, its placement constraint dropped (an old DAG, a
+# hurried fix): what the data guard is there for.
+UNCONSTRAINED_DAG = """
+from datetime import datetime
+from pathlib import Path
+
+from airflow.providers.amazon.aws.operators.ecs import EcsRunTaskOperator
+from airflow.sdk import DAG
+
+from residency_cli.airflow import ecs_run_task_kwargs
+
+ACME = Path({acme!r})
+kwargs = ecs_run_task_kwargs(
+    "tax", ACME / "residency.yaml", task_definition=ACME / "task-definitions/tax-amount.json"
+)
+with DAG(
+    dag_id="residency_tax_unconstrained",
+    schedule=None,
+    start_date=datetime(2024, 12, 1),
+    catchup=False,
+):
+    EcsRunTaskOperator(
+        task_id="tax", **{{k: v for k, v in kwargs.items() if k != "placement_constraints"}}
+    )
+"""
 
 
 def test_a_dag_without_its_constraint_is_refused_at_the_data(sandbox: Any, tmp_path: Path) -> None:
-    """The tax DAG edited to drop its placement constraint (an old DAG, a hurried fix):
-    ECS puts the task on bonus.host (New York), where the job's guard refuses New York's data
-    with exit 77; Frankfurt's report is unchanged and audit says blocked at the data."""
-    assert PYTHON is not None
+    """The stock EcsRunTaskOperator with `ecs_run_task_kwargs`, its placement constraint
+    dropped: ECS puts the task on bonus.host (New York), where the job's guard refuses New
+    York's data with exit 77; Frankfurt's report is unchanged and audit says blocked at the
+    data."""
     from residency_cli.audit import audit
 
     sandbox.label_all()
@@ -122,25 +123,12 @@ def test_a_dag_without_its_constraint_is_refused_at_the_data(sandbox: Any, tmp_p
 
     dags = tmp_path / "dags"
     dags.mkdir()
-    source = (DAGS / "residency_tax_dag.py").read_text(encoding="utf-8")
-    call = 'ecs_run_task_kwargs("tax", MAP, task_definition=TASK_DEFINITIONS / "tax-amount.json")'
-    assert call in source
-    edited = source.replace(
-        f"**{call},",
-        f"**{{k: v for k, v in {call}.items() if k != 'placement_constraints'}},",
-    ).replace('dag_id="residency_tax"', 'dag_id="residency_tax_unconstrained"')
-    assert edited.count("placement_constraints") == 1
-    (dags / "residency_tax_unconstrained.py").write_text(edited, encoding="utf-8")
+    source = UNCONSTRAINED_DAG.format(acme=str(ROOT / "examples" / "acme"))
+    (dags / "residency_tax_unconstrained.py").write_text(source, encoding="utf-8")
 
-    env = _airflow_env(sandbox, tmp_path / "airflow")
-    env["RESIDENCY_CONFIG"] = str(ROOT / "examples" / "acme" / "residency.yaml")
-    env["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags)  # dag.test() runs only DAGs Airflow serialized
-    migrate = _run([str(Path(PYTHON).with_name("airflow")), "db", "migrate"], env)
-    assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
-    done = _run([PYTHON, str(DRIVER), str(dags), "residency_tax_unconstrained"], env)
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-5000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    env = airflow_env(sandbox, tmp_path / "airflow", dags)
+    migrate(env)
+    result, output = drive(env, dags, "residency_tax_unconstrained")
     assert result["import_errors"] == {}
     assert result["dags"]["residency_tax_unconstrained"]["state"] == "failed", output[-5000:]
     assert "(label: newyork; allowed: frankfurt)" in output  # the job's log, via the operator

@@ -166,3 +166,14 @@ def test_importable_without_airflow_or_boto3() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_operator_without_airflow_is_a_clear_import_error() -> None:
+    try:
+        import airflow  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("Airflow is installed here: the operator imports")
+    with pytest.raises(ImportError, match="needs Apache Airflow 3"):
+        from residency_cli.airflow import ResidencyRunOperator  # noqa: F401

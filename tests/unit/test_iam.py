@@ -93,6 +93,11 @@ def test_ecs_is_scoped_to_the_cluster_and_the_task_definitions() -> None:
     tag = by_sid["TagClusterTasks"]
     assert tag["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"] == [
         "cost-centre",
+        "residency:airflow-dag",
+        "residency:airflow-key",
+        "residency:airflow-map-index",
+        "residency:airflow-run",
+        "residency:airflow-task",
         "residency:host-location",
         "residency:location",
         "residency:run-id",
