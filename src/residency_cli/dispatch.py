@@ -40,7 +40,7 @@ from residency_cli.hosts import (
     inventory_conflict,
     managed_instance_hostnames,
 )
-from residency_cli.journal import RunJournal
+from residency_cli.journal import JournalError, RunJournal
 from residency_cli.placement import build_constraints, build_expression, evaluate
 from residency_cli.results import (
     Host,
@@ -77,6 +77,7 @@ if TYPE_CHECKING:
     from mypy_boto3_ssm import SSMClient
 
     from residency_cli.aws import Clients
+    from residency_cli.journal import JournalStore
     from residency_cli.logs import LogFollower, LogStream
 
 MAX_COUNT = 10  # RunTask starts at most 10 tasks per call
@@ -656,10 +657,12 @@ class Dispatcher:
         *,
         observer: Observer | None = None,
         journal: RunJournal | None = None,
+        journal_store: JournalStore | None = None,
         **options: Any,
     ) -> Dispatcher:
         """The one way to assemble a dispatcher from clients: real time, logs read in the
-        streams' own region, the caller's identity in the journal."""
+        streams' own region, the caller's identity in the journal (`journal_store`: where;
+        default the local file)."""
         from residency_cli.journal import caller_identity
         from residency_cli.logs import logs_client_for
 
@@ -670,7 +673,8 @@ class Dispatcher:
             observer=observer or SilentObserver(),
             logs_client=lambda streams: logs_client_for(clients, streams),
             region=clients.region,
-            journal=journal or RunJournal(who=lambda: caller_identity(clients.sts)),
+            journal=journal
+            or RunJournal(store=journal_store, who=lambda: caller_identity(clients.sts)),
             **options,
         )
 
@@ -688,6 +692,8 @@ class Dispatcher:
         follow: bool = True,
         timeout: float | None = None,
     ) -> RunResult:
+        if self.journal is not None:  # an unusable journal is exit 2 before any dispatch
+            self.journal.check()
         preflight = check(self.ecs, self.ssm, self.config, [name])[0]
         request = build_request(self.config, name, options, preflight.container)
         earlier = self._earlier_run(name, options.run_id, request)
@@ -1062,8 +1068,8 @@ class Dispatcher:
             host_attributes=None,
             event="intent",
         )
-        if problem is not None:
-            self.journal_problems.append(problem)
+        if problem is not None:  # no RunTask that the journal does not know of (exit 2)
+            raise JournalError(f"{problem}; nothing was dispatched")
 
     def _agents(self, instance_arns: Sequence[str]) -> dict[str, bool]:
         """Whether each host's ECS agent is connected: one call for up to 100 hosts."""
