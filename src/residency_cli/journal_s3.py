@@ -58,11 +58,13 @@ if TYPE_CHECKING:
 SEQ_DIGITS = 20
 HEAD_NAME = "head.json"
 _RECORD_NAME = re.compile(r"(\d{20})\.json")
-# Lost races are progress (someone else appended): no back-off needed. 409 means a write to
-# the same key is in flight: back off a little, with jitter.
+# A lost race is progress (someone else appended), but many writers retrying at once waste
+# requests: back off with full jitter. 409 means a write to the key is in flight: retry soon.
 MAX_ATTEMPTS = 10_000
 MAX_HEAD_ATTEMPTS = 200
 CONFLICT_BACKOFF_SECONDS = 0.02
+LOST_BACKOFF = 0.005
+LOST_BACKOFF_CAP = 0.05
 READ_WORKERS = 16  # parallel GETs when reading the whole chain
 _PRECONDITION = "PreconditionFailed"  # 412
 _CONFLICT = "ConditionalRequestConflict"  # 409
@@ -143,9 +145,21 @@ class S3Journal:
             answer = self.client.get_object(Bucket=self.where.bucket, Key=key)
             return answer["Body"].read(), answer.get("ETag")
         except Exception as error:
-            if error_code(error) in _MISSING_KEY:
+            code = error_code(error)
+            if code in _MISSING_KEY or (code == "AccessDenied" and not self._listed(key)):
                 return None
             raise self._failed(error, "read") from error
+
+    def _listed(self, key: str) -> bool:
+        """Whether `key` exists, by listing it: S3 answers a GET of a missing key with 403
+        instead of 404 unless s3:ListBucket is allowed on the whole bucket
+        (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html, "Permissions"),
+        and `residency iam-policy` allows it on the journal's prefix only."""
+        try:
+            answer = self.client.list_objects_v2(Bucket=self.where.bucket, Prefix=key, MaxKeys=1)
+        except Exception:
+            return True  # cannot tell: report the GET's own error
+        return any(item.get("Key") == key for item in answer.get("Contents") or [])
 
     def _read_head(self) -> _Head | None:
         found = self._get(self.head_key)
@@ -219,7 +233,7 @@ class S3Journal:
         notes: list[Any] = []
         if self._tail is None:
             self._tail, notes = self._find_tail()
-        for _ in range(MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
             seq, prev = self._tail
             stored = dict(body)
             stored["seq"], stored["prev"] = seq + 1, prev
@@ -230,6 +244,9 @@ class S3Journal:
                 self._tail = (seq + 1, stored["hash"])
                 self._advance_head(stored, force=bool(notes))
                 return stored
+            # Lost: someone else appended. Back off (full jitter, growing with each loss)
+            # so that a crowd of writers does not retry in lockstep.
+            self.sleep(random.uniform(0, min(LOST_BACKOFF_CAP, LOST_BACKOFF * 2**attempt)))
         raise JournalError(
             f"cannot append to {self.location}: lost the race {MAX_ATTEMPTS} times",
             hint="too many concurrent writers; try again",
