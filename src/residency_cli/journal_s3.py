@@ -63,8 +63,8 @@ _RECORD_NAME = re.compile(r"(\d{20})\.json")
 MAX_ATTEMPTS = 10_000
 MAX_HEAD_ATTEMPTS = 200
 CONFLICT_BACKOFF_SECONDS = 0.02
-LOST_BACKOFF = 0.005
-LOST_BACKOFF_CAP = 0.05
+LOST_BACKOFF = 0.01
+LOST_BACKOFF_CAP = 0.5
 READ_WORKERS = 16  # parallel GETs when reading the whole chain
 _PRECONDITION = "PreconditionFailed"  # 412
 _CONFLICT = "ConditionalRequestConflict"  # 409
@@ -97,6 +97,7 @@ class S3Journal:
     _client: S3Client | None = field(default=None, init=False, repr=False)
     _tail: tuple[int, str] | None = field(default=None, init=False, repr=False)
     _head: _Head | None = field(default=None, init=False, repr=False)
+    _window: float = field(default=0.0, init=False, repr=False)  # back-off window, seconds
 
     # --- names ------------------------------------------------------------------------
 
@@ -233,48 +234,69 @@ class S3Journal:
         notes: list[Any] = []
         if self._tail is None:
             self._tail, notes = self._find_tail()
-        for attempt in range(MAX_ATTEMPTS):
+        for _ in range(MAX_ATTEMPTS):
             seq, prev = self._tail
             stored = dict(body)
             stored["seq"], stored["prev"] = seq + 1, prev
             if notes:
                 stored["journal_notes"] = notes
             stored["hash"] = record_hash(stored)
-            if self._try_put(stored):
+            taken = self._try_put(stored)
+            if taken is None:
+                self._window /= 2
                 self._tail = (seq + 1, stored["hash"])
                 self._advance_head(stored, force=bool(notes))
                 return stored
-            # Lost: someone else appended. Back off (full jitter, growing with each loss)
-            # so that a crowd of writers does not retry in lockstep.
-            self.sleep(random.uniform(0, min(LOST_BACKOFF_CAP, LOST_BACKOFF * 2**attempt)))
+            # Lost: someone else appended at seq + 1 (and maybe more since). Wait a random
+            # while in a window that doubles with each loss and halves with each win (so a
+            # crowd of writers spreads out instead of retrying in lockstep), then jump to
+            # the newest tail the head knows: one GET, however far the others got.
+            self._window = min(LOST_BACKOFF_CAP, max(LOST_BACKOFF, 2 * self._window))
+            self.sleep(random.uniform(0, self._window))
+            self._tail = self._tail_after(seq + 1, taken)
         raise JournalError(
             f"cannot append to {self.location}: lost the race {MAX_ATTEMPTS} times",
             hint="too many concurrent writers; try again",
         )
 
-    def _try_put(self, stored: dict[str, Any]) -> bool:
-        """Put `stored` at its seq if no record is there yet; else learn the record that
-        is and return False."""
+    def _try_put(self, stored: dict[str, Any]) -> dict[str, Any] | bool | None:
+        """Put `stored` at its seq if no record is there yet: None when it is written;
+        else the record there when it had to be read, or True (it exists, unread)."""
         from residency_cli.aws import error_code
 
         seq = int(stored["seq"])
         try:
             self._put(self.key(seq), canonical(stored) + b"\n", IfNoneMatch="*")
-            return True
+            return None
         except Exception as error:
             code = error_code(error)
-            if code == _CONFLICT:
-                self.sleep(CONFLICT_BACKOFF_SECONDS * (1 + random.random()))
-                return False
+            if code == _CONFLICT:  # someone is writing this key right now
+                return True
             if code != _PRECONDITION:
                 raise self._failed(error, "write") from error
-        winner = self._record(seq)
-        if winner is None:  # gone again (deleted in between): try the same seq
-            return False
-        if winner.get("hash") == stored["hash"]:
-            return True  # our own put, retried by botocore after a lost answer
-        self._tail = (seq, str(winner["hash"]))
-        return False
+            retried = getattr(error, "response", {}).get("ResponseMetadata", {})
+            if not retried.get("RetryAttempts"):
+                return True
+        # botocore retried the put: the 412 may answer our own first attempt, whose answer
+        # was lost. The record there tells.
+        there = self._record(seq)
+        if there is not None and there.get("hash") == stored["hash"]:
+            return None
+        return there if there is not None else True
+
+    def _tail_after(self, taken: int, there: dict[str, Any] | bool) -> tuple[int, str]:
+        """The tail to chain after, once `taken` is known to exist: the head's if it is at
+        or past `taken`, else the record at `taken` (read now unless `there` is it)."""
+        try:
+            head = self._read_head()
+        except JournalCorruptError:
+            head = None
+        if head is not None and head.seq >= taken:
+            return head.seq, head.hash
+        record = there if isinstance(there, dict) else self._record(taken)
+        if record is None:  # gone again (deleted in between): try the same seq
+            return self._tail or (0, GENESIS)
+        return taken, str(record["hash"])
 
     def _find_tail(self) -> tuple[tuple[int, str], list[Any]]:
         """(seq, hash) of the last record known to exist, and notes for the next record
