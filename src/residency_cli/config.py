@@ -249,7 +249,8 @@ class Config(_Model):
             try:
                 parse_location(value)
             except ResidencyError as error:
-                raise ValueError(str(error).removeprefix("invalid journal location ")) from None
+                why = error.message.removeprefix("invalid journal location ")
+                raise ValueError(f"{why}; use s3://BUCKET/PREFIX or a file path") from None
         return value
 
     @field_validator("cluster")
