@@ -1068,8 +1068,11 @@ class Dispatcher:
             host_attributes=None,
             event="intent",
         )
-        if problem is not None:  # no RunTask that the journal does not know of (exit 2)
+        if problem is None:
+            return
+        if self.journal.unusable:  # a location that cannot be written: exit 2, no RunTask
             raise JournalError(f"{problem}; nothing was dispatched")
+        self.journal_problems.append(problem)  # a damaged journal: run, warn, exit 8
 
     def _agents(self, instance_arns: Sequence[str]) -> dict[str, bool]:
         """Whether each host's ECS agent is connected: one call for up to 100 hosts."""

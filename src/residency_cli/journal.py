@@ -842,6 +842,9 @@ class RunJournal:
     who: Callable[[], Mapping[str, str] | None] = _nobody
     now: Callable[[], datetime] = _utc_now
     store: JournalStore | None = None  # wins over `path` (e.g. an S3 journal)
+    # Set when a record failed because the location could not be written (not because the
+    # journal's content is damaged): the dispatcher then starts nothing (exit 2).
+    unusable: bool = field(default=False, init=False)
     _identity: Mapping[str, str] | None = field(default=None, init=False, repr=False)
     _asked: bool = field(default=False, init=False, repr=False)
 
@@ -874,6 +877,7 @@ class RunJournal:
         event: str = "run",
     ) -> str | None:
         """Append one record; None when written, else why it was not."""
+        self.unusable = False
         if not self._asked:  # one STS call per journal, however many runs it records
             self._asked = True
             self._identity = self.who()
@@ -891,7 +895,10 @@ class RunJournal:
                     event=event,
                 ),
             )
+        except JournalCorruptError as error:  # the location works; its last record does not
+            return f"this run was not journalled: {error}"
         except ResidencyError as error:  # JournalError, or an AWS error of an S3 journal
+            self.unusable = True
             return f"this run was not journalled: {error}"
         except (OSError, ValueError, RecursionError) as error:  # never lose the run's result
             return f"this run was not journalled: {type(error).__name__}: {error}"
