@@ -873,6 +873,8 @@ class Dispatcher:
         refs = list(dict.fromkeys(check_task_ref(ref) for ref in task_refs))
         if not refs:
             raise UsageError("name at least one task to stop")
+        if self.journal is not None:  # an unusable journal: exit 2 before anything stops
+            self.journal.check()
         why = (reason if reason is not None else default_stop_reason()).strip()
         if not why:
             raise UsageError("--reason is empty")

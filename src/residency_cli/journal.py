@@ -16,7 +16,12 @@ of one whole line with `O_APPEND`, and fsynced (the journal, the head, their dir
 A write that fails is rolled back; a crash can leave at most a final line without its
 newline (a torn tail): readers ignore it, `verify` reports it, the next append removes it.
 
-Kept free of heavy imports: only the standard library, loaded when called.
+The journal may also live on S3 (`journal_s3.py`, one object per record, appended with
+conditional puts). Both stores implement `JournalStore` (`LocalJournal` is the functions
+below) and are checked by the one verifier, `_Chain`; `open_journal(location)` picks one.
+
+Kept free of heavy imports: only the standard library, loaded when called (boto3 only when
+an S3 journal is used).
 """
 
 from __future__ import annotations

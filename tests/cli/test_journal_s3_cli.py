@@ -208,3 +208,35 @@ def test_iam_policy_grants_the_maps_s3_journal(
     assert statements["MoveJournalHead"]["Resource"] == (
         f"arn:aws:s3:::{BUCKET}/ci/dispatch/head.json"
     )
+
+
+def test_a_journal_that_cannot_be_written_stops_the_run_before_run_task(
+    ready: MotoCluster,
+    bucket: object,
+    map_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The bucket is readable but the intent record cannot be put (AccessDenied on
+    PutObject): exit 2, no RunTask."""
+    from botocore.exceptions import ClientError
+
+    from residency_cli.journal_s3 import S3Journal
+
+    def denied(self: S3Journal, key: str, body: bytes, **condition: str) -> str | None:
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "PutObject")
+
+    monkeypatch.setattr(S3Journal, "_put", denied)
+    code, out, err = cli(capsys, "-c", str(map_path), "--journal", URL, "run", "bonus")
+    assert code == 2 and out == ""
+    assert "error: this run was not journalled: cannot write the journal" in err
+    assert "access denied (AccessDenied)" in err and "nothing was dispatched" in err
+    assert ready.ecs.list_tasks(cluster="acme-etl")["taskArns"] == []
+
+
+def test_a_directory_as_the_journal_is_exit_2_before_run_task(
+    ready: MotoCluster, map_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = cli(capsys, "-c", str(map_path), "--journal", str(tmp_path), "run", "bonus")
+    assert code == 2 and f"error: cannot open the journal {tmp_path}: Is a directory" in err
+    assert ready.ecs.list_tasks(cluster="acme-etl")["taskArns"] == []
