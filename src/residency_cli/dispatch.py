@@ -662,9 +662,13 @@ class Dispatcher:
     ) -> Dispatcher:
         """The one way to assemble a dispatcher from clients: real time, logs read in the
         streams' own region, the caller's identity in the journal (`journal_store`: where;
-        default the local file)."""
-        from residency_cli.journal import caller_identity
+        default `$RESIDENCY_JOURNAL`, else the map's `journal:`, else the local file)."""
+        from residency_cli.journal import caller_identity, journal_location, open_journal
         from residency_cli.logs import logs_client_for
+
+        if journal is None and journal_store is None:  # $RESIDENCY_JOURNAL, else the map's
+            where = journal_location(map_journal=config.journal_location)
+            journal_store = open_journal(where, s3_client=lambda: clients.s3)
 
         return cls(
             clients.ecs,

@@ -82,13 +82,20 @@ class JournalCorruptError(JournalError):
 
 
 def default_journal_path() -> Path:
-    """`$RESIDENCY_JOURNAL`, else `journal.jsonl` under the state directory."""
+    """`$RESIDENCY_JOURNAL` when it is a path, else `journal.jsonl` under the state
+    directory (the local default; `journal_location` says where the journal is)."""
     explicit = os.environ.get(JOURNAL_ENV)
-    if explicit:
+    if explicit and "://" not in explicit:
         return Path(explicit).expanduser()
     from residency_cli.sandbox.state import state_dir
 
     return state_dir() / JOURNAL_FILE
+
+
+def journal_location(explicit: str | None = None, map_journal: str | None = None) -> str | None:
+    """Where the journal is: `explicit` (`--journal`) > `$RESIDENCY_JOURNAL` > the map's
+    `journal:` > None (the local default file)."""
+    return explicit or os.environ.get(JOURNAL_ENV) or map_journal or None
 
 
 def head_path(path: Path) -> Path:
@@ -810,9 +817,11 @@ _LOCATION_HINT = "use s3://BUCKET/PREFIX or a file path (docs/governance.md)"
 def open_journal(
     location: str | Path | None = None, *, s3_client: Callable[[], S3Client] | None = None
 ) -> JournalStore:
-    """The store at `location` (None: `default_journal_path()`). `s3_client` makes the S3
-    client (from `aws.py`, with the profile, region and endpoint in effect); boto3 is
-    imported only when an S3 journal is used."""
+    """The store at `location` (None: `$RESIDENCY_JOURNAL`, else the local default file).
+    `s3_client` makes the S3 client (from `aws.py`, with the profile, region and endpoint in
+    effect); boto3 is imported only when an S3 journal is used."""
+    if location is None:
+        location = os.environ.get(JOURNAL_ENV) or None
     where = parse_location(location) if isinstance(location, str) else location
     if where is None:
         return LocalJournal(default_journal_path())
@@ -856,7 +865,7 @@ class RunJournal:
     def journal(self) -> JournalStore:
         """The store records go to (`store`, else the file at `path`, else the default)."""
         if self.store is None:
-            self.store = LocalJournal(self.path or default_journal_path())
+            self.store = open_journal(self.path)
         return self.store
 
     def check(self) -> None:

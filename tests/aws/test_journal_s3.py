@@ -415,3 +415,29 @@ def test_recorded_placements_read_an_s3_journal(s3: Any) -> None:
     journal = store(s3)
     journal.append(record(0, task="arn:aws:ecs:r:1:task/acme-etl/t1"))
     assert recorded_placements(journal) == {"arn:aws:ecs:r:1:task/acme-etl/t1": "newyork"}
+
+
+def test_library_callers_get_the_environments_or_the_maps_journal(
+    s3: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """A `RunJournal()` or `Dispatcher.create` without a store (the Airflow operator, the
+    demo) writes where the CLI would: $RESIDENCY_JOURNAL, else the map's `journal:`."""
+    from residency_cli.aws import AwsSettings, Clients
+    from residency_cli.config import parse_config
+    from residency_cli.dispatch import Dispatcher
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RESIDENCY_JOURNAL", URL)
+    opened = RunJournal().journal()
+    assert isinstance(opened, S3Journal) and opened.location == URL
+    monkeypatch.delenv("RESIDENCY_JOURNAL")
+    config = parse_config(
+        "version: 1\ncluster: acme-etl\nlocations: {newyork: {}}\n"
+        "workloads: {bonus: {task_definition: b, location: newyork}}\n"
+        f"journal: s3://{BUCKET}/from-map\n",
+        "residency.yaml",
+    )
+    dispatcher = Dispatcher.create(Clients(AwsSettings(region="us-east-1")), config)
+    assert dispatcher.journal is not None
+    assert dispatcher.journal.journal().location == f"s3://{BUCKET}/from-map"
+    assert not list(tmp_path.iterdir())  # no local "s3:" directory was made

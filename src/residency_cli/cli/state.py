@@ -99,13 +99,13 @@ class AppState:
     def journal_location(self, explicit: str | None = None) -> str | None:
         """Where the journal is: `explicit` (`journal --journal`) > `--journal` >
         $RESIDENCY_JOURNAL > the map's `journal:` > None (the local default file)."""
-        from residency_cli.journal import JOURNAL_ENV
+        from residency_cli.journal import JOURNAL_ENV, journal_location
 
         chosen = explicit or self.journal or os.environ.get(JOURNAL_ENV)
         if chosen:
             return chosen
         config = self._map_if_any()
-        return config.journal_location if config is not None else None
+        return journal_location(map_journal=config.journal_location if config else None)
 
     def journal_store(self, explicit: str | None = None) -> JournalStore:
         """The journal store in effect; an S3 one gets its client from `aws.py` with the
