@@ -441,3 +441,24 @@ def test_library_callers_get_the_environments_or_the_maps_journal(
     assert dispatcher.journal is not None
     assert dispatcher.journal.journal().location == f"s3://{BUCKET}/from-map"
     assert not list(tmp_path.iterdir())  # no local "s3:" directory was made
+
+
+def test_reading_again_gets_only_the_new_records(s3: Any, tmp_path: Any) -> None:
+    """`run` reads the whole journal (for its run id): the read cache makes a second read
+    cost the listing and the GETs of new or changed records only; verify never uses it."""
+    journal = store(s3)
+    journal.cache_dir = tmp_path / "cache"
+    fill(journal, 5)
+    calls = Calls(s3)
+    assert len(journal.read()) == 5
+    assert calls.take() == {"ListObjectsV2": 1, "GetObject": 5}
+    journal.append(record(5))
+    put(s3, key(2), body(s3, key(2)).replace(b"run-1", b"run-X"))  # a new ETag
+    calls.take()
+    records = journal.read()
+    assert calls.take() == {"ListObjectsV2": 1, "GetObject": 2}
+    assert [r["run_id"] for r in records][:3] == ["run-0", "run-X", "run-2"]
+    assert journal.verify().records == 6
+    assert calls.take()["GetObject"] == 7  # every record, and the head
+    (cache,) = (tmp_path / "cache").iterdir()
+    assert oct(cache.stat().st_mode & 0o777) == "0o600"
