@@ -5,6 +5,7 @@ missing bucket stops the run before RunTask."""
 from __future__ import annotations
 
 import json
+
 import pytest
 
 from residency_cli.cli.app import main
