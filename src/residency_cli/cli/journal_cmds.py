@@ -3,7 +3,8 @@ file or on S3 (docs/governance.md, "The dispatch journal").
 
 Exit codes: `show` 0 (2 when the journal cannot be read); `verify` 0 intact or no journal yet,
 1 when it found a problem (one `error:` line per problem on stderr), 2 when the journal
-cannot be read (a directory, no permission).
+cannot be read (a directory, no permission; on S3: a missing bucket, access denied); other
+AWS errors of an S3 journal are exit 7.
 """
 
 from __future__ import annotations
