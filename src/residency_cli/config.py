@@ -203,6 +203,11 @@ class Config(_Model):
     locations: dict[str, Location] = Field(min_length=1)
     hosts: dict[str, str] = Field(default_factory=dict, description="host -> location")
     workloads: dict[str, Workload] = Field(min_length=1)
+    journal: str | None = Field(
+        default=None,
+        description="the dispatch journal of everyone using this map: s3://BUCKET/PREFIX, "
+        "or a file path (relative to the map); --journal and RESIDENCY_JOURNAL override it",
+    )
 
     _source: str = PrivateAttr(default=DEFAULT_PATH)
     # hosts: key -> its line in the map (to name the line that a contradiction breaks)
@@ -225,6 +230,28 @@ class Config(_Model):
                 where = f"{self._source}:{line}: hosts.{key}" if line else f"hosts.{key}"
                 return location, where
         return None
+
+    @property
+    def journal_location(self) -> str | None:
+        """`journal:` with a relative file path made relative to the map's directory."""
+        if self.journal is None or "://" in self.journal:
+            return self.journal
+        path = Path(self.journal).expanduser()
+        return str(path if path.is_absolute() else Path(self._source).parent / path)
+
+    @field_validator("journal")
+    @classmethod
+    def _journal(cls, value: str | None) -> str | None:
+        from residency_cli.errors import ResidencyError
+        from residency_cli.journal import parse_location
+
+        if value is not None:
+            try:
+                parse_location(value)
+            except ResidencyError as error:
+                why = error.message.removeprefix("invalid journal location ")
+                raise ValueError(f"{why}; use s3://BUCKET/PREFIX or a file path") from None
+        return value
 
     @field_validator("cluster")
     @classmethod

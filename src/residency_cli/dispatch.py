@@ -41,7 +41,7 @@ from residency_cli.hosts import (
     inventory_conflict,
     managed_instance_hostnames,
 )
-from residency_cli.journal import RunJournal
+from residency_cli.journal import JournalError, RunJournal
 from residency_cli.placement import build_constraints, build_expression, evaluate
 from residency_cli.results import (
     Host,
@@ -79,6 +79,7 @@ if TYPE_CHECKING:
     from mypy_boto3_ssm import SSMClient
 
     from residency_cli.aws import Clients
+    from residency_cli.journal import JournalStore
     from residency_cli.logs import LogFollower, LogStream
 
 MAX_COUNT = 10  # RunTask starts at most 10 tasks per call
@@ -685,12 +686,18 @@ class Dispatcher:
         *,
         observer: Observer | None = None,
         journal: RunJournal | None = None,
+        journal_store: JournalStore | None = None,
         **options: Any,
     ) -> Dispatcher:
         """The one way to assemble a dispatcher from clients: real time, logs read in the
-        streams' own region, the caller's identity in the journal."""
-        from residency_cli.journal import caller_identity
+        streams' own region, the caller's identity in the journal (`journal_store`: where;
+        default `$RESIDENCY_JOURNAL`, else the map's `journal:`, else the local file)."""
+        from residency_cli.journal import caller_identity, journal_location, open_journal
         from residency_cli.logs import logs_client_for
+
+        if journal is None and journal_store is None:  # $RESIDENCY_JOURNAL, else the map's
+            where = journal_location(map_journal=config.journal_location)
+            journal_store = open_journal(where, s3_client=lambda: clients.s3)
 
         return cls(
             clients.ecs,
@@ -699,7 +706,8 @@ class Dispatcher:
             observer=observer or SilentObserver(),
             logs_client=lambda streams: logs_client_for(clients, streams),
             region=clients.region,
-            journal=journal or RunJournal(who=lambda: caller_identity(clients.sts)),
+            journal=journal
+            or RunJournal(store=journal_store, who=lambda: caller_identity(clients.sts)),
             **options,
         )
 
@@ -728,6 +736,8 @@ class Dispatcher:
         follow: bool = True,
         timeout: float | None = None,
     ) -> RunResult:
+        if self.journal is not None:  # an unusable journal is exit 2 before any dispatch
+            self.journal.check()
         preflight = check(self.ecs, self.ssm, self.config, [name])[0]
         request = build_request(self.config, name, options, preflight.container)
         earlier = self._earlier_run(name, options.run_id, request)
@@ -1090,6 +1100,8 @@ class Dispatcher:
         refs = list(dict.fromkeys(check_task_ref(ref) for ref in task_refs))
         if not refs:
             raise UsageError("name at least one task to stop")
+        if self.journal is not None:  # an unusable journal: exit 2 before anything stops
+            self.journal.check()
         why = (reason if reason is not None else default_stop_reason()).strip()
         if not why:
             raise UsageError("--reason is empty")
@@ -1285,8 +1297,11 @@ class Dispatcher:
             host_attributes=None,
             event="intent",
         )
-        if problem is not None:
-            self.journal_problems.append(problem)
+        if problem is None:
+            return
+        if self.journal.unusable:  # a location that cannot be written: exit 2, no RunTask
+            raise JournalError(f"{problem}; nothing was dispatched")
+        self.journal_problems.append(problem)  # a damaged journal: run, warn, exit 8
 
     def _agents(self, instance_arns: Sequence[str]) -> dict[str, bool]:
         """Whether each host's ECS agent is connected: one call for up to 100 hosts."""

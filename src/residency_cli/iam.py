@@ -157,8 +157,11 @@ def build_policy(
     pass_roles: Sequence[str] = (),
     activation: bool = True,
     activation_role: str = DEFAULT_ACTIVATION_ROLE,
+    journal: str | None = None,
 ) -> PolicyResult:
-    """The IAM policy for everything residency does with this map (CLI, audit, Airflow)."""
+    """The IAM policy for everything residency does with this map (CLI, audit, Airflow).
+    `journal`: the journal location in effect (default the map's `journal:`); an S3 one
+    adds what appending to and verifying it needs."""
     scope = _scope(config, account_id, region)
     notes: list[str] = []
     cluster_arn = (
@@ -284,8 +287,43 @@ def build_policy(
             )
         )
 
+    statements.extend(_journal_statements(scope, journal or config.journal))
+
     if scope.account == ANY:
         notes.append("the account is '*': pass --account-id 123456789012 to pin it")
     if scope.region == ANY:
         notes.append("the region is '*': set region: in the map or pass --region to pin it")
     return PolicyResult({"Version": POLICY_VERSION, "Statement": statements}, notes)
+
+
+def _journal_statements(scope: _Scope, journal: str | None) -> list[dict[str, Any]]:
+    """A journal on S3 (journal_s3.py): list the prefix, read every object under it, create
+    records only with `If-None-Match: *` (never overwrite one), and move the head object
+    (`If-Match`). s3:ListBucket also makes a missing object answer 404 rather than 403.
+    Actions and condition keys: Service Authorization Reference, Amazon S3
+    (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazons3.html);
+    s3:if-none-match: https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes-enforce.html
+    """
+    from residency_cli.journal import S3Location, parse_location
+    from residency_cli.journal_s3 import HEAD_NAME
+
+    where = parse_location(journal) if journal else None
+    if not isinstance(where, S3Location):
+        return []
+    bucket = f"arn:{scope.partition}:s3:::{where.bucket}"
+    listing: dict[str, Any] | None = (
+        {"StringLike": {"s3:prefix": [f"{where.prefix}*"]}} if where.prefix else None
+    )
+    return [
+        _statement("ListJournal", ["s3:ListBucket"], [bucket], listing),
+        _statement("ReadJournal", ["s3:GetObject"], [f"{bucket}/{where.prefix}*"], None),
+        _statement(
+            "AppendJournalRecords",
+            ["s3:PutObject"],
+            [f"{bucket}/{where.prefix}0*"],
+            {"Null": {"s3:if-none-match": "false"}},
+        ),
+        _statement(
+            "MoveJournalHead", ["s3:PutObject"], [f"{bucket}/{where.prefix}{HEAD_NAME}"], None
+        ),
+    ]

@@ -16,7 +16,12 @@ of one whole line with `O_APPEND`, and fsynced (the journal, the head, their dir
 A write that fails is rolled back; a crash can leave at most a final line without its
 newline (a torn tail): readers ignore it, `verify` reports it, the next append removes it.
 
-Kept free of heavy imports: only the standard library, loaded when called.
+The journal may also live on S3 (`journal_s3.py`, one object per record, appended with
+conditional puts). Both stores implement `JournalStore` (`LocalJournal` is the functions
+below) and are checked by the one verifier, `_Chain`; `open_journal(location)` picks one.
+
+Kept free of heavy imports: only the standard library, loaded when called (boto3 only when
+an S3 journal is used).
 """
 
 from __future__ import annotations
@@ -24,17 +29,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
-from residency_cli.errors import ResidencyError
+from residency_cli.errors import ResidencyError, UsageError
 
 if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
     from mypy_boto3_sts import STSClient
 
 FORMAT_VERSION = 1
@@ -75,13 +82,20 @@ class JournalCorruptError(JournalError):
 
 
 def default_journal_path() -> Path:
-    """`$RESIDENCY_JOURNAL`, else `journal.jsonl` under the state directory."""
+    """`$RESIDENCY_JOURNAL` when it is a path, else `journal.jsonl` under the state
+    directory (the local default; `journal_location` says where the journal is)."""
     explicit = os.environ.get(JOURNAL_ENV)
-    if explicit:
+    if explicit and "://" not in explicit:
         return Path(explicit).expanduser()
     from residency_cli.sandbox.state import state_dir
 
     return state_dir() / JOURNAL_FILE
+
+
+def journal_location(explicit: str | None = None, map_journal: str | None = None) -> str | None:
+    """Where the journal is: `explicit` (`--journal`) > `$RESIDENCY_JOURNAL` > the map's
+    `journal:` > None (the local default file)."""
+    return explicit or os.environ.get(JOURNAL_ENV) or map_journal or None
 
 
 def head_path(path: Path) -> Path:
@@ -450,11 +464,12 @@ def read(
     return list(kept)
 
 
-def recorded_placements(path: Path) -> dict[str, str]:
+def recorded_placements(source: Path | JournalStore) -> dict[str, str]:
     """task ARN -> the location its host had when `run` verified the placement, from every
     record that knows it: what audit uses once StopTask has deleted the task's tags."""
     found: dict[str, str] = {}
-    for record in read(path):
+    records = read(source) if isinstance(source, Path) else source.read()
+    for record in records:
         result = record.get("result")
         if not isinstance(result, dict):
             continue
@@ -506,36 +521,67 @@ class VerifyReport:
 
 @dataclass
 class _Chain:
+    """The one verifier of a chain, whichever store holds it: fed each record's bytes with
+    its position (`line 7` in a file, `object PREFIX/...07.json` on S3), then the head.
+    Every message names that position, so both stores report problems the same way."""
+
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     records: int = 0
     previous: dict[str, Any] | None = None  # the last readable record
-    previous_line: int = 0
-    synced: bool = True  # False after an unreadable line: the next prev cannot be checked
-    seen: dict[int, int] = field(default_factory=dict)  # seq -> first line number
+    previous_position: str = ""
+    synced: bool = True  # False after an unreadable record: the next prev cannot be checked
+    seen: dict[int, str] = field(default_factory=dict)  # seq -> first position
     max_seq: int = 0
+    head_name: str = "head file"
+    # seq -> hash of every record, kept when the head may lag by more than one record
+    # (concurrent writers on S3); None for the local file, whose head lags by one at most.
+    hashes: dict[int, str] | None = None
 
-    def check(self, number: int, line: bytes) -> None:
+    def check(self, position: str, line: bytes, expected_seq: int | None = None) -> None:
+        """One record; `expected_seq`: the seq its place implies (an S3 key), if any."""
         record = _parse(line)
         if record is None:
-            self.problems.append(f"line {number}: not a JSON object (edited or corrupted)")
+            self.problems.append(f"{position}: not a JSON object (edited or corrupted)")
             self.synced = False
             return
         seq, prev, stored = record.get("seq"), record.get("prev"), record.get("hash")
         if not isinstance(seq, int) or not isinstance(prev, str) or not isinstance(stored, str):
-            self.problems.append(f"line {number}: missing seq, prev or hash (not a journal record)")
+            self.problems.append(f"{position}: missing seq, prev or hash (not a journal record)")
             self.synced = False
             return
         self.records += 1
-        where = f"line {number} (seq {seq})"
+        where = f"{position} (seq {seq})"
         if record_hash(record) != stored:
             self.problems.append(f"{where}: hash mismatch: the record was edited")
         elif canonical(record) != line:
             self.problems.append(f"{where}: not in canonical form: the line was edited by hand")
+        if expected_seq is not None and seq != expected_seq:
+            self.problems.append(
+                f"{where}: stored in the place of seq {expected_seq}: "
+                "a record was moved, copied or reordered"
+            )
+        self._linked(where, record, seq, prev)
+        if seq in self.seen:
+            self.problems.append(f"{where}: seq {seq} also on {self.seen[seq]} (duplicated)")
+        else:
+            self.seen[seq] = position
+        if self.hashes is not None:
+            self.hashes.setdefault(seq, stored)
+        for note in record.get("journal_notes") or []:
+            if not isinstance(note, dict):
+                continue
+            text = f"{where}: when this record was appended: {note.get('detail', note.get('kind'))}"
+            (self.problems if note.get("kind") in PROBLEM_NOTES else self.notes).append(text)
+        self.max_seq = max(self.max_seq, seq)
+        self.previous, self.previous_position, self.synced = record, position, True
+
+    def _linked(self, where: str, record: Mapping[str, Any], seq: int, prev: str) -> None:
+        """`prev` names the record before, and `seq` grows."""
         expected = self.previous["hash"] if self.previous else GENESIS
         if self.synced and prev != expected:
             before = (
-                f"line {self.previous_line} (seq {self.previous['seq']})"
+                f"{self.previous_position} (seq {self.previous['seq']})"
                 if self.previous
                 else "the start of the journal"
             )
@@ -548,17 +594,6 @@ class _Chain:
                 f"{where}: out of order: follows seq {self.previous['seq']} "
                 "(reordered or duplicated)"
             )
-        if seq in self.seen:
-            self.problems.append(f"{where}: seq {seq} also on line {self.seen[seq]} (duplicated)")
-        else:
-            self.seen[seq] = number
-        for note in record.get("journal_notes") or []:
-            if not isinstance(note, dict):
-                continue
-            text = f"{where}: when this record was appended: {note.get('detail', note.get('kind'))}"
-            (self.problems if note.get("kind") in PROBLEM_NOTES else self.notes).append(text)
-        self.max_seq = max(self.max_seq, seq)
-        self.previous, self.previous_line, self.synced = record, number, True
 
     def missing(self) -> None:
         absent = [s for s in range(1, self.max_seq + 1) if s not in self.seen]
@@ -566,31 +601,51 @@ class _Chain:
             shown = ", ".join(str(s) for s in absent[:20]) + (" ..." if len(absent) > 20 else "")
             self.problems.append(f"seq {shown} missing: record(s) deleted")
 
+    def _hash_at(self, seq: int) -> str | None:
+        """The hash of the record at `seq` as read (GENESIS before the first)."""
+        last = self.previous
+        if seq == 0:
+            return GENESIS
+        if last is not None and seq == last["seq"] - 1:
+            return str(last.get("prev"))
+        return self.hashes.get(seq) if self.hashes is not None else None
+
     def against_head(self, head: Mapping[str, Any] | None, exists: bool) -> None:
         last = self.previous
         last_seq = last["seq"] if last else 0
+        name = self.head_name
         if head is None:
             if last_seq > 1:
                 self.problems.append(
-                    f"the head file is missing: cannot tell whether records after seq {last_seq} "
+                    f"the {name} is missing: cannot tell whether records after seq {last_seq} "
                     "were removed"
                 )
             elif last_seq == 1:
-                self.notes.append("no head file (a crash right after the first append?)")
+                self.notes.append(f"no {name} (a crash right after the first append?)")
             return
-        if not exists:
+        if not exists and head["seq"] > 0:
             self.problems.append(
                 f"the journal is missing but its head says seq {head['seq']}: it was deleted"
             )
             return
-        if head["seq"] == last_seq and last is not None and head["hash"] == last["hash"]:
+        if head["seq"] == last_seq and (last is None or head["hash"] == last["hash"]):
             return
-        if last is not None and head["seq"] == last_seq - 1 and head["hash"] == last.get("prev"):
+        if head["seq"] < last_seq and head["hash"] == self._hash_at(head["seq"]):
+            behind = last_seq - head["seq"]
             self.notes.append(
                 f"the head is one record behind (seq {head['seq']}): a crash between the journal "
                 "write and the head update; the next append fixes it"
+                if behind == 1
+                else f"the head is {behind} records behind (seq {head['seq']}): writers that "
+                "stopped between their append and the head update, or appends still going on; "
+                "the next append fixes it"
             )
             return
+        self._head_disagrees(head, last, last_seq)
+
+    def _head_disagrees(
+        self, head: Mapping[str, Any], last: Mapping[str, Any] | None, last_seq: int
+    ) -> None:
         if head["seq"] > last_seq:
             self.problems.append(
                 f"the journal ends at seq {last_seq} but its head says seq {head['seq']}: "
@@ -602,6 +657,19 @@ class _Chain:
                 f"its head says seq {head['seq']} (hash {str(head['hash'])[:12]}): "
                 "the end of the journal was edited or written by something else"
             )
+
+    def report(self, location: str, exists: bool) -> VerifyReport:
+        self.missing()
+        last = self.previous
+        return VerifyReport(
+            path=location,
+            exists=exists,
+            records=self.records,
+            problems=self.problems,
+            notes=self.notes,
+            last_seq=last["seq"] if last else None,
+            last_hash=last["hash"] if last else None,
+        )
 
 
 def verify(path: Path) -> VerifyReport:
@@ -616,24 +684,158 @@ def verify(path: Path) -> VerifyReport:
                     "interrupted write; the next append removes it"
                 )
                 continue
-            chain.check(number, line)
+            chain.check(f"line {number}", line)
         try:
             head = _read_head(head_path(path))
         except JournalCorruptError as problem:
             chain.problems.append(str(problem))
         else:
             chain.against_head(head, exists)
-    chain.missing()
-    last = chain.previous
-    return VerifyReport(
-        path=str(path),
-        exists=exists,
-        records=chain.records,
-        problems=chain.problems,
-        notes=chain.notes,
-        last_seq=last["seq"] if last else None,
-        last_hash=last["hash"] if last else None,
-    )
+    return chain.report(str(path), exists)
+
+
+# --- stores ----------------------------------------------------------------------------
+
+
+class JournalStore(Protocol):
+    """Where a chain lives: the local file (`LocalJournal`) or S3 (`journal_s3.S3Journal`).
+    Both append with the same record format and verify with the same `_Chain`."""
+
+    @property
+    def location(self) -> str:
+        """The path or `s3://` URL, as messages and `VerifyReport.path` show it."""
+        ...
+
+    def check(self) -> None:
+        """Raise JournalError (exit 2) when the location cannot be used; called before
+        anything is dispatched. Changes nothing."""
+        ...
+
+    def append(self, record: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def read(
+        self, *, workload: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]: ...
+
+    def verify(self) -> VerifyReport: ...
+
+
+@dataclass(frozen=True)
+class LocalJournal:
+    """The journal file (the default store): the functions above, behind the interface."""
+
+    path: Path
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    def check(self) -> None:
+        """The file, or the directory it would be created in, must be writable."""
+        if self.path.is_dir():
+            raise JournalError(f"cannot open the journal {self.path}: Is a directory")
+        existing = self.path if self.path.exists() else _nearest_existing(self.path.parent)
+        if existing.is_file() and existing != self.path:
+            raise JournalError(
+                f"cannot open the journal {self.path}: {existing} is a file, not a directory"
+            )
+        if not os.access(existing, os.W_OK):
+            raise JournalError(f"cannot open the journal {self.path}: Permission denied")
+
+    def append(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        return append(self.path, record)
+
+    def read(
+        self, *, workload: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        return read(self.path, workload=workload, limit=limit)
+
+    def verify(self) -> VerifyReport:
+        return verify(self.path)
+
+
+def _nearest_existing(directory: Path) -> Path:
+    while not directory.exists() and directory != directory.parent:
+        directory = directory.parent
+    return directory
+
+
+@dataclass(frozen=True)
+class S3Location:
+    """`s3://BUCKET/PREFIX`: the records are `PREFIX/<seq, 20 digits>.json`."""
+
+    bucket: str
+    prefix: str  # "" or ending with "/"
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+
+
+# Bucket names: 3-63 of a-z 0-9 . -, starting and ending with a letter or digit
+# (https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html).
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+# Safe key characters (https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html),
+# in `/`-separated non-empty segments.
+_PREFIX = re.compile(r"[A-Za-z0-9!_.*'()=-]+(/[A-Za-z0-9!_.*'()=-]+)*")
+MAX_PREFIX_CHARS = 900  # keys are at most 1024 bytes; a record's name needs 26 of them
+
+
+def parse_location(text: str) -> Path | S3Location:
+    """A journal location: `s3://BUCKET[/PREFIX]`, else a file path. Raises UsageError
+    (exit 2) for an `s3://` URL that is not one, or another scheme."""
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        if not text.strip():
+            raise UsageError("the journal location is empty", hint=_LOCATION_HINT)
+        return Path(text).expanduser()
+    if scheme.lower() != "s3":
+        raise UsageError(
+            f"unsupported journal location {text!r}: only s3:// URLs and file paths",
+            hint=_LOCATION_HINT,
+        )
+    bucket, _, prefix = rest.partition("/")
+    prefix = prefix.strip("/")
+    if not _BUCKET.fullmatch(bucket) or ".." in bucket:
+        raise UsageError(
+            f"invalid journal location {text!r}: {bucket!r} is not an S3 bucket name "
+            "(3-63 characters: a-z 0-9 . -)",
+            hint=_LOCATION_HINT,
+        )
+    if prefix and (not _PREFIX.fullmatch(prefix) or len(prefix) > MAX_PREFIX_CHARS):
+        raise UsageError(
+            f"invalid journal location {text!r}: the prefix may hold only letters, digits "
+            f"and !_.*'()=- in /-separated parts (at most {MAX_PREFIX_CHARS} characters)",
+            hint=_LOCATION_HINT,
+        )
+    return S3Location(bucket, f"{prefix}/" if prefix else "")
+
+
+_LOCATION_HINT = "use s3://BUCKET/PREFIX or a file path (docs/governance.md)"
+
+
+def open_journal(
+    location: str | Path | None = None, *, s3_client: Callable[[], S3Client] | None = None
+) -> JournalStore:
+    """The store at `location` (None: `$RESIDENCY_JOURNAL`, else the local default file).
+    `s3_client` makes the S3 client (from `aws.py`, with the profile, region and endpoint in
+    effect); boto3 is imported only when an S3 journal is used."""
+    if location is None:
+        location = os.environ.get(JOURNAL_ENV) or None
+    where = parse_location(location) if isinstance(location, str) else location
+    if where is None:
+        return LocalJournal(default_journal_path())
+    if isinstance(where, Path):
+        return LocalJournal(where)
+    from residency_cli.journal_s3 import S3Journal
+
+    return S3Journal(where, s3_client or _default_s3_client)
+
+
+def _default_s3_client() -> S3Client:
+    from residency_cli.aws import AwsSettings, Clients
+
+    return Clients(AwsSettings()).s3
 
 
 def _nobody() -> dict[str, str] | None:
@@ -653,14 +855,28 @@ class RunJournal:
     path: Path | None = None  # None: `default_journal_path()` when writing
     who: Callable[[], Mapping[str, str] | None] = _nobody
     now: Callable[[], datetime] = _utc_now
+    store: JournalStore | None = None  # wins over `path` (e.g. an S3 journal)
+    # Set when a record failed because the location could not be written (not because the
+    # journal's content is damaged): the dispatcher then starts nothing (exit 2).
+    unusable: bool = field(default=False, init=False)
     _identity: Mapping[str, str] | None = field(default=None, init=False, repr=False)
     _asked: bool = field(default=False, init=False, repr=False)
+
+    def journal(self) -> JournalStore:
+        """The store records go to (`store`, else the file at `path`, else the default)."""
+        if self.store is None:
+            self.store = open_journal(self.path)
+        return self.store
+
+    def check(self) -> None:
+        """Raise JournalError (exit 2) when the journal cannot be used: before dispatch."""
+        self.journal().check()
 
     def records(self) -> list[dict[str, Any]]:
         """Every record (an unreadable journal: none; `journal verify` says why)."""
         try:
-            return read(self.path or default_journal_path())
-        except (JournalError, OSError):
+            return self.journal().read()
+        except (ResidencyError, OSError):
             return []
 
     def record(
@@ -675,12 +891,12 @@ class RunJournal:
         event: str = "run",
     ) -> str | None:
         """Append one record; None when written, else why it was not."""
+        self.unusable = False
         if not self._asked:  # one STS call per journal, however many runs it records
             self._asked = True
             self._identity = self.who()
         try:
-            append(
-                self.path or default_journal_path(),
+            self.journal().append(
                 build_record(
                     who=self._identity,
                     workload=workload,
@@ -693,7 +909,10 @@ class RunJournal:
                     event=event,
                 ),
             )
-        except JournalError as error:
+        except JournalCorruptError as error:  # the location works; its last record does not
+            return f"this run was not journalled: {error}"
+        except ResidencyError as error:  # JournalError, or an AWS error of an S3 journal
+            self.unusable = True
             return f"this run was not journalled: {error}"
         except (OSError, ValueError, RecursionError) as error:  # never lose the run's result
             return f"this run was not journalled: {type(error).__name__}: {error}"

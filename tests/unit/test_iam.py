@@ -200,6 +200,8 @@ def _findings(policy: dict[str, Any]) -> list[tuple[str, Any]]:
             "pass_roles": ["ecsTaskExecutionRole"],
         },
         {"activation": False},
+        {"account_id": ACCOUNT, "journal": "s3://acme-governance/residency/acme-etl"},
+        {"journal": "s3://acme-governance"},
     ],
 )
 def test_parliament_has_no_findings(options: dict[str, Any]) -> None:
@@ -218,3 +220,20 @@ def test_parliament_is_really_checking() -> None:
         ],
     }
     assert [issue for issue, _ in _findings(wrong)] == ["RESOURCE_MISMATCH"]
+
+
+def test_an_s3_journal_adds_its_permissions_and_a_local_one_none() -> None:
+    def journal_statements(journal: str | None) -> list[str]:
+        document = build_policy(config(), journal=journal).document
+        return [s["Sid"] for s in document["Statement"] if "Journal" in s["Sid"]]
+
+    assert journal_statements(None) == journal_statements("/var/lib/journal.jsonl") == []
+    assert journal_statements("s3://acme-governance/x") == [
+        "ListJournal",
+        "ReadJournal",
+        "AppendJournalRecords",
+        "MoveJournalHead",
+    ]
+    bare = build_policy(config(), journal="s3://acme-governance").document["Statement"]
+    listing = next(s for s in bare if s["Sid"] == "ListJournal")
+    assert "Condition" not in listing  # the journal is the whole bucket

@@ -75,6 +75,13 @@ def root(
         help="Send AWS requests here.",
     ),
     sandbox: bool = typer.Option(False, "--sandbox", help="Target the running local sandbox."),
+    journal: str | None = typer.Option(
+        None,
+        "--journal",
+        metavar="PATH|s3://BUCKET/PREFIX",
+        help="The dispatch journal (default: $RESIDENCY_JOURNAL, else the map's journal:, "
+        "else journal.jsonl in the state directory).",
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="More detail on stderr."),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
@@ -90,6 +97,7 @@ def root(
         endpoint_url=endpoint_url,
         sandbox=sandbox,
         verbose=verbose,
+        journal=journal,
     )
     ctx.obj = state
     render.set_command(state.command_words())

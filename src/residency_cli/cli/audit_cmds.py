@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from residency_cli.cli import render
 from residency_cli.cli.state import OUTPUT_OPTION, OutputFormat, app_state
+
+if TYPE_CHECKING:
+    from residency_cli.journal import JournalStore
 
 # What each kind of finding means, for the one-line error (audit exits 4 for each).
 FINDING_WORDS = {
@@ -48,7 +51,7 @@ def audit(
             clients.ssm,
             config,
             since_seconds=window,
-            recorded=_recorded_placements(),
+            recorded=_recorded_placements(state.journal_store()),
         )
     )
     render.render(report, output)
@@ -66,12 +69,13 @@ def audit(
         raise ViolationError("; ".join(groups))
 
 
-def _recorded_placements() -> dict[str, str]:
+def _recorded_placements(store: JournalStore) -> dict[str, str]:
     """Where the journal says each task ran (an unreadable journal: nothing, with a note)."""
-    from residency_cli.journal import JournalError, default_journal_path, recorded_placements
+    from residency_cli.errors import ResidencyError
+    from residency_cli.journal import recorded_placements
 
     try:
-        return recorded_placements(default_journal_path())
-    except JournalError as error:
+        return recorded_placements(store)
+    except ResidencyError as error:  # a JournalError, or an AWS error of an S3 journal
         render.note(f"warning: audit could not read the journal: {error}")
         return {}

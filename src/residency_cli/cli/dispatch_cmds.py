@@ -82,7 +82,11 @@ def _dispatcher(
 
     observer = render.ConsoleObserver(output, name_workloads=several)
     dispatcher = Dispatcher.create(
-        state.clients(), state.config(), observer=observer, host_lost_after=host_lost_after
+        state.clients(),
+        state.config(),
+        observer=observer,
+        host_lost_after=host_lost_after,
+        journal_store=state.journal_store(),
     )
     return dispatcher, observer
 
@@ -332,7 +336,9 @@ def stop(
         raise UsageError("name the tasks to stop, or --all-running WORKLOAD")
     from residency_cli.dispatch import Dispatcher
 
-    dispatcher = Dispatcher.create(state.clients(), state.config())
+    dispatcher = Dispatcher.create(
+        state.clients(), state.config(), journal_store=state.journal_store()
+    )
     if all_running is not None:
         running = dispatcher.running_tasks(all_running)
         if not running:

@@ -38,7 +38,8 @@ def iam_policy(
     ),
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
-    """Print the IAM policy an operator needs for everything residency does with this map."""
+    """Print the IAM policy an operator needs for everything residency does with this map
+    (and with its journal, when that is on S3)."""
     from residency_cli.iam import LogGroup, build_policy
 
     state = app_state(ctx)
@@ -51,6 +52,7 @@ def iam_policy(
         pass_roles=pass_roles,
         activation=activation,
         activation_role=activation_role,
+        journal=state.journal_location(),
     )
     # Both formats print the policy document itself, ready for `aws iam create-policy
     # --policy-document file://...`; text mode adds the notes (on stderr).

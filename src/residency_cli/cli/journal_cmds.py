@@ -1,19 +1,23 @@
-"""`residency journal show|verify`: the local, hash-chained record of every `run`
-(docs/governance.md, "The dispatch journal").
+"""`residency journal show|verify`: the hash-chained record of every `run`, in a local
+file or on S3 (docs/governance.md, "The dispatch journal").
 
 Exit codes: `show` 0 (2 when the journal cannot be read); `verify` 0 intact or no journal yet,
 1 when it found a problem (one `error:` line per problem on stderr), 2 when the journal
-cannot be read (a directory, no permission).
+cannot be read (a directory, no permission; on S3: a missing bucket, access denied); other
+AWS errors of an S3 journal are exit 7.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from residency_cli.cli import render
-from residency_cli.cli.state import OUTPUT_OPTION, OutputFormat
+from residency_cli.cli.state import OUTPUT_OPTION, OutputFormat, app_state
+
+if TYPE_CHECKING:
+    from residency_cli.journal import JournalStore
 
 journal_app = typer.Typer(
     help="The dispatch journal: who ran what, where, and how it ended.",
@@ -31,10 +35,9 @@ def journal(
     path: str | None = typer.Option(
         None,
         "--journal",
-        metavar="PATH",
-        envvar="RESIDENCY_JOURNAL",
-        help="The journal file (default: $RESIDENCY_JOURNAL, else journal.jsonl in the "
-        "state directory).",
+        metavar="PATH|s3://BUCKET/PREFIX",
+        help="The journal (default: the global --journal, else $RESIDENCY_JOURNAL, else the "
+        "map's journal:, else journal.jsonl in the state directory).",
         show_default=False,
     ),
 ) -> None:
@@ -42,11 +45,8 @@ def journal(
     ctx.meta[_PATH_KEY] = path
 
 
-def journal_path(ctx: typer.Context) -> Path:
-    from residency_cli.journal import default_journal_path
-
-    chosen = ctx.meta.get(_PATH_KEY)
-    return Path(chosen).expanduser() if chosen else default_journal_path()
+def journal_store(ctx: typer.Context) -> JournalStore:
+    return app_state(ctx).journal_store(ctx.meta.get(_PATH_KEY))
 
 
 @journal_app.command("show")
@@ -67,19 +67,20 @@ def show(
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """List the journal's records, oldest first. Prints nothing when there are none."""
-    from residency_cli.journal import JournalRecords, read
+    from residency_cli.journal import JournalRecords
 
-    render.render(JournalRecords(read(journal_path(ctx), workload=workload, limit=limit)), output)
+    records = journal_store(ctx).read(workload=workload, limit=limit)
+    render.render(JournalRecords(records), output)
 
 
 @journal_app.command("verify")
 def verify(ctx: typer.Context, output: OutputFormat = OUTPUT_OPTION) -> None:
     """Check that no record was edited, removed or reordered. Exit 1 if one was."""
     from residency_cli.journal import JournalCorruptError
-    from residency_cli.journal import verify as check
 
-    path = journal_path(ctx)
-    report = check(path)
+    store = journal_store(ctx)
+    report = store.verify()
+    path = store.location
     if not report.ok:
         if output is OutputFormat.json:
             render.render(report, output)

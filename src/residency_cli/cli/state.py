@@ -10,8 +10,11 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
     from residency_cli.aws import AwsSettings, Clients
     from residency_cli.config import Config
+    from residency_cli.journal import JournalStore
 
 
 class OutputFormat(str, enum.Enum):
@@ -39,6 +42,7 @@ class AppState:
     endpoint_url: str | None = None
     sandbox: bool = False
     verbose: bool = False
+    journal: str | None = None  # --journal (root); `journal --journal` passes its own
     _config: Config | None = field(default=None, repr=False)
     _clients: Clients | None = field(default=None, repr=False)
 
@@ -46,7 +50,7 @@ class AppState:
         """`residency` with the global options in effect: what a printed hint must repeat
         so that pasting it acts on the same cluster with the same map."""
         words = ["residency"]
-        options = [("--config", self.config_path)]
+        options = [("--config", self.config_path), ("--journal", self.journal)]
         if self.sandbox:  # the sandbox decides endpoint, region and credentials itself
             words.append("--sandbox")
         else:
@@ -91,6 +95,43 @@ class AppState:
 
             self._clients = Clients(self.settings(self.config().region))
         return self._clients
+
+    def journal_location(self, explicit: str | None = None) -> str | None:
+        """Where the journal is: `explicit` (`journal --journal`) > `--journal` >
+        $RESIDENCY_JOURNAL > the map's `journal:` > None (the local default file)."""
+        from residency_cli.journal import JOURNAL_ENV, journal_location
+
+        chosen = explicit or self.journal or os.environ.get(JOURNAL_ENV)
+        if chosen:
+            return chosen
+        config = self._map_if_any()
+        return journal_location(map_journal=config.journal_location if config else None)
+
+    def journal_store(self, explicit: str | None = None) -> JournalStore:
+        """The journal store in effect; an S3 one gets its client from `aws.py` with the
+        profile, region, endpoint and sandbox settings of the other clients."""
+        from residency_cli.journal import open_journal
+
+        return open_journal(self.journal_location(explicit), s3_client=self._s3_client)
+
+    def _map_if_any(self) -> Config | None:
+        """The map when one is named or present (`journal show` needs none)."""
+        from residency_cli.config import ENV_VAR, resolve_config_path
+
+        if self._config is not None:
+            return self._config
+        named = self.config_path or os.environ.get(ENV_VAR)
+        if named or self.sandbox or resolve_config_path(None).exists():
+            return self.config()
+        return None
+
+    def _s3_client(self) -> S3Client:
+        from residency_cli.aws import Clients
+
+        if self._clients is not None:
+            return self._clients.s3
+        config = self._map_if_any()
+        return Clients(self.settings(config.region if config is not None else None)).s3
 
 
 def _sandbox_map() -> str | None:

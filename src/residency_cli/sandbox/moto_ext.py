@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 import shutil
+import threading
 from datetime import datetime, timezone
 from typing import Any
 
@@ -1612,6 +1613,30 @@ def _list_attributes_response(original: Any) -> Any:
     return handler
 
 
+_CONDITIONAL_WRITES = threading.Lock()
+
+
+def _conditional_put_object(original: Any) -> Any:
+    def put_object(self: Any) -> Any:
+        """PutObject with `If-None-Match: *` or `If-Match: ETAG` is atomic in S3: the
+        condition is checked and the object written as one step, so of concurrent
+        conditional writes to one key exactly one succeeds and the others get 412
+        Precondition Failed (or 409 ConditionalRequestConflict)
+        (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html;
+        PutObject `IfNoneMatch`/`IfMatch` in botocore's s3 service model). moto 5.2.5 checks
+        the condition, then writes, with nothing in between held: two requests served by
+        two threads of the server can both pass the check (the journal on S3 would fork).
+        Conditional puts are serialised here; the answers are moto's own."""
+        if not world().enabled or not (
+            self.headers.get("If-None-Match") or self.headers.get("If-Match")
+        ):
+            return original(self)
+        with _CONDITIONAL_WRITES:
+            return original(self)
+
+    return put_object
+
+
 def install() -> None:
     """Patch moto once per process (idempotent); inert until `world().enabled`."""
     global _installed
@@ -1642,6 +1667,8 @@ def install() -> None:
         setattr(
             EC2ContainerServiceResponse, name, patch(getattr(EC2ContainerServiceResponse, name))
         )
+    S3Response = moto_module("moto.s3.responses").S3Response
+    S3Response.put_object = _conditional_put_object(S3Response.put_object)
     SimpleSystemManagerResponse.describe_instance_information = _describe_instance_information
     SimpleSystemManagerResponse.create_activation = _create_activation
     SimpleSystemManagerResponse.describe_activations = _describe_activations
