@@ -42,6 +42,7 @@ from residency_cli.hosts import (
     hosts_of_tasks,
     inventory_conflict,
     list_instance_arns,
+    list_instance_page,
     managed_instance_hostnames,
 )
 from residency_cli.journal import RunJournal
@@ -371,8 +372,10 @@ def _explain_absence(
     the fleet. The ACTIVE ones were described (disconnected, short of CPU or memory, or
     contradicting the map, each with its reason); one more filtered listing finds the
     location's hosts in another status (DRAINING, REGISTERING...), described for their
-    reason; and when the locations have no host at all, one listing of a single ARN tells
-    an empty cluster from one whose hosts carry other locations."""
+    reason; when the locations have no host at all, the first page of unlabelled hosts
+    (`attribute:NAME !exists`: a host that lost its label shows up with that reason), and
+    else one listing of a single ARN tells an empty cluster from one whose hosts all
+    carry other locations."""
     workload = config.workload(name)
     expression = build_expression(config.location_attribute, workload.locations)
     seen = {h.container_instance_arn for h in active}
@@ -380,12 +383,14 @@ def _explain_absence(
     hosts = [*active, *describe_hosts(ecs, ssm, config, others)]
     absent = None
     if not hosts:
-        absent = (
-            "the cluster has no container instances"
-            if cluster_is_empty(ecs, config.cluster)
-            else f"no host of cluster {config.cluster} is labelled "
-            f"{config.location_attribute}={' or '.join(workload.locations)}"
+        unlabelled, _ = list_instance_page(
+            ecs, config.cluster, expression=f"attribute:{config.location_attribute} !exists"
         )
+        hosts = describe_hosts(ecs, ssm, config, unlabelled)
+        labelled = f"{config.location_attribute}={' or '.join(workload.locations)}"
+        absent = f"no host of cluster {config.cluster} is labelled {labelled}"
+    if not hosts and cluster_is_empty(ecs, config.cluster):
+        absent = "the cluster has no container instances"
     return _judged(config, name, facts, hosts, absent)
 
 

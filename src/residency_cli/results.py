@@ -473,6 +473,8 @@ class CheckList:
     """`check`: one pre-flight per workload (JSON: the list)."""
 
     checks: list[WorkloadCheck]
+    # Text only: every host in the table even on a large fleet (`check --all-hosts`).
+    all_hosts: bool = False
 
     @property
     def not_ready(self) -> list[str]:

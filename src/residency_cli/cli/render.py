@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         TaskList,
         TasksStopped,
         ValidateSummary,
+        WorkloadCheck,
     )
     from residency_cli.sandbox.control import JoinResult, SandboxStarted, SandboxStatus, StopResult
 
@@ -316,14 +317,33 @@ def _checks(result: CheckList) -> None:
         elif guard is not None:
             enforced = plain(", ".join(guard.enforced or []))
             show(f"  [green]✓[/green] data guard: enforces {enforced}, as the map")
+        _check_hosts(check, result.all_hosts)
+
+
+def _check_hosts(check: WorkloadCheck, all_hosts: bool) -> None:
+    """Every host (a few, or `--all-hosts`); on a large fleet the compliant hosts counted
+    and the excluded ones grouped by reason, with counts and the first few names."""
+    from residency_cli.results import GROUP_HOSTS_ABOVE, excluded_by_reason, named_few
+
+    if not check.hosts:
+        if not check.problems:
+            show("  [red]✗[/red] the cluster has no container instances")
+        return
+    if all_hosts or len(check.hosts) <= GROUP_HOSTS_ABOVE:
         rows = [
             [v.host.label, v.host.location, yes_no(v.compliant), "; ".join(v.reasons) or "-"]
             for v in check.hosts
         ]
-        if rows:
-            table(None, ["host", "location", "compliant", "why not"], rows)
-        elif not check.problems:
-            show("  [red]✗[/red] the cluster has no container instances")
+        table(None, ["host", "location", "compliant", "why not"], rows)
+        return
+    compliant = [v.host.label for v in check.compliant_hosts]
+    rows = [[str(len(compliant)), "compliant", named_few(compliant) if compliant else "-"]]
+    rows += [
+        [str(len(labels)), why, named_few(labels)]
+        for why, labels in excluded_by_reason(check.hosts)
+    ]
+    table(None, ["hosts", "why not", "which"], rows)
+    note(f"{len(check.hosts)} hosts, grouped by reason; --all-hosts lists each one")
 
 
 def _run(result: RunResult) -> None:
