@@ -18,7 +18,7 @@ import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from residency_cli.aws import aws_errors, error_code, is_aws_error
 from residency_cli.config import Config, Workload, workload_for_task
@@ -725,6 +725,44 @@ def task_log_streams(
         return {}
 
 
+class Prefetch(Generic[_A]):
+    """A value fetched once: in a thread from `start()` on (then waited for when called), or
+    when first called. The caller's identity for the journal (one STS call) is fetched while
+    pre-flight runs, so it need not delay RunTask; a dry run never asks for it."""
+
+    def __init__(self, fetch: Callable[[], _A]) -> None:
+        self._fetch = fetch
+        self._thread: Any = None
+        self._done = False
+        self._value: _A | None = None
+        self._error: BaseException | None = None
+
+    def start(self) -> None:
+        import threading
+
+        if self._thread is None and not self._done:
+            self._thread = threading.Thread(
+                target=self._run, name="residency-prefetch", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._fetch()
+        except BaseException as error:  # raised in the caller's thread, when it asks
+            self._error = error
+        self._done = True
+
+    def __call__(self) -> _A:
+        if self._thread is None and not self._done:
+            self._run()
+        elif self._thread is not None:
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class DryRun:
     check: WorkloadCheck
@@ -780,16 +818,24 @@ class Dispatcher:
         """The one way to assemble a dispatcher from clients: real time, logs read in the
         streams' own region, the caller's identity in the journal."""
         from residency_cli.journal import caller_identity
-        from residency_cli.logs import logs_client_for
 
+        def logs_client(streams: Sequence[Any]) -> CloudWatchLogsClient:
+            from residency_cli.logs import logs_client_for  # after RunTask, not before
+
+            return logs_client_for(clients, streams)
+
+        ecs, ssm, region = clients.ecs, clients.ssm, clients.region
+        if journal is None:
+            sts = clients.sts  # made here: a session is not thread-safe, its clients are
+            journal = RunJournal(who=Prefetch(lambda: caller_identity(sts)))
         return cls(
-            clients.ecs,
-            clients.ssm,
+            ecs,
+            ssm,
             config,
             observer=observer or SilentObserver(),
-            logs_client=lambda streams: logs_client_for(clients, streams),
-            region=clients.region,
-            journal=journal or RunJournal(who=lambda: caller_identity(clients.sts)),
+            logs_client=logs_client,
+            region=region,
+            journal=journal,
             **options,
         )
 
@@ -807,6 +853,8 @@ class Dispatcher:
         follow: bool = True,
         timeout: float | None = None,
     ) -> RunResult:
+        if isinstance(getattr(self.journal, "who", None), Prefetch):
+            self.journal.who.start()  # type: ignore[union-attr]
         checked = preflight(self.ecs, self.ssm, self.config, name)
         request = build_request(self.config, name, options, checked.container)
         earlier = self._earlier_run(name, options.run_id, request)

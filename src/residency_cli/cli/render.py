@@ -5,6 +5,7 @@ diagnostics go to stderr."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -142,8 +143,10 @@ def raw(line: str) -> None:
 
 
 def note(message: str) -> None:
-    """A diagnostic for people, on stderr so that stdout stays clean for scripts."""
-    stderr().print(printable(message, newlines=True), markup=False)
+    """A diagnostic for people, on stderr so that stdout stays clean for scripts. Plain text
+    needs no rich (a note is printed before RunTask: the run id)."""
+    sys.stderr.write(printable(message, newlines=True) + "\n")
+    sys.stderr.flush()
 
 
 def show(message: str, *, markup: bool = True) -> None:
@@ -211,10 +214,16 @@ class LogPrinter:
     def __init__(self, *, json_lines: bool, show_container: bool, to_stderr: bool = False) -> None:
         self.json_lines = json_lines
         self.show_container = show_container
-        console = stderr() if to_stderr else stdout()
-        self.colour = bool(console.is_terminal and not console.no_color and console.color_system)
+        self._to_stderr = to_stderr
         self.file = sys.stderr if to_stderr else sys.stdout
         self.count = 0
+
+    @functools.cached_property
+    def colour(self) -> bool:
+        """Whether log lines are coloured: asked of rich at the first line, not before (rich
+        is imported after RunTask is sent, never on its way)."""
+        console = stderr() if self._to_stderr else stdout()
+        return bool(console.is_terminal and not console.no_color and console.color_system)
 
     def line(self, event: LogEvent) -> str:
         return format_event(event, show_container=self.show_container, colour=self.colour)
@@ -498,15 +507,23 @@ class ConsoleObserver:
     def __init__(self, output: OutputFormat) -> None:
         from residency_cli.cli.state import OutputFormat
 
-        self.err = stderr()
+        self._err: Console | None = None
         self.live: Status | None = None
         self.states: dict[str, str] = {}  # task id -> its last status, for the live line
         self.printer = LogPrinter(
             json_lines=False, show_container=True, to_stderr=output is OutputFormat.json
         )
-        if self.err.is_terminal and stdout().is_terminal:
+        # Not on a terminal, rich waits until there is something to print: nothing it does
+        # is needed before RunTask is sent (bench/dispatch_start.py).
+        if sys.stderr.isatty() and sys.stdout.isatty() and self.err.is_terminal:
             self.live = self.err.status("dispatching…")
             self.live.start()
+
+    @property
+    def err(self) -> Console:
+        if self._err is None:
+            self._err = stderr()
+        return self._err
 
     @staticmethod
     def _short(arn: str) -> str:
