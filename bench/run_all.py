@@ -187,6 +187,10 @@ def fanout(runs: int) -> Any:
     return run_json([PYTHON, str(BENCH / "fanout_bench.py"), "--runs", str(runs), "--json"])
 
 
+def scale(runs: int) -> Any:
+    return run_json([PYTHON, str(BENCH / "scale_bench.py"), "--runs", str(runs), "--json"])
+
+
 def logs(runs: int, lines: int) -> Any:
     outcomes, short = [], []
     for index in range(runs):
@@ -263,6 +267,7 @@ def render(results: dict[str, Any]) -> str:
         startup_section(results["startup"]),
         dispatch_section(results["dispatch_start"], results["detection"]),
         fanout_section(results["fanout"]),
+        scale_section(results.get("scale")),
         logs_section(results["logs"]),
         etl_section(results["etl"]),
         soak_section(),
@@ -516,6 +521,57 @@ tick) in the median one-loop run, for 100 tasks.
 """  # noqa: E501
 
 
+def _scale_row(new: dict[str, Any], old: dict[str, Any]) -> str:
+    met = new["scenario"] == "check" or new["preflight_ecs"] <= new["ecs_target"]
+    target = "diagnosis" if new["scenario"] == "check" else verdict(met)
+    return (
+        f"| {new['hosts']:,} | `{new['scenario']}` | {new['preflight_ecs']} "
+        f"| {new['preflight_ssm']} | {new['calls_total']} | {s(new['wall_median'], 3)} "
+        f"| {old['preflight_ecs']} | {old['preflight_ssm']} | {old['calls_total']} "
+        f"| {s(old['wall_median'], 3)} | {new['ecs_target']} | {target} |"
+    )
+
+
+def scale_section(found: dict[str, Any] | None) -> str:
+    if not found:
+        return "## Pre-flight at fleet scale\n\nNot measured in this run: `make bench-scale`.\n"
+    rows = []
+    by_key = {(r["hosts"], r["scenario"], r["approach"]): r for r in found["results"]}
+    for (hosts, scenario, approach), new in by_key.items():
+        if approach == "new":
+            rows.append(_scale_row(new, by_key[(hosts, scenario, "before")]))
+    seeded = ", ".join(
+        f"{r['hosts']:,} in {s(r['seed_seconds'])} s"
+        for r in found["results"]
+        if r["scenario"] == "run --dry-run" and r["approach"] == "new"
+    )
+    return f"""## Pre-flight at fleet scale (issue 17)
+
+`bench/scale_bench.py`: the in-process sandbox (ListContainerInstances pages at 100 and
+honours `filter`, as ECS does) with 100, 1,000 and 5,000 hosts in {found["locations"]}
+locations (loc00 ... loc49 in turn); the workload may run in loc07 only, so a 50th of the
+fleet is compliant. Every request the sandbox receives is counted; wall time is the median of
+{found["runs"]} rounds in one process (the sandbox's own work included). "Before" is the
+approach before issue 17, measured in the same run: `run` and `run --dry-run` described every
+host of the cluster and asked SSM for every name; `hosts --location` did too, then filtered.
+Now they list the hosts of the workload's (or the asked) location only, with the placement
+expression as ListContainerInstances' `filter` (status ACTIVE for pre-flight), describe those
+(while the task definition is read, in parallel) and ask SSM for their names only.
+`check` is the diagnosis of the whole fleet: the same requests both ways; what changed is its
+text, grouped by reason above 20 hosts (before: one row per host, now `--all-hosts`). For
+`run`, the ECS and SSM columns count the requests before RunTask (the pre-flight), "all" every
+request of the run, waiting included. Target: pre-flight ECS requests at most
+2 + ⌈compliant hosts / 100⌉, SSM only for the hosts shown. Fleets seeded straight into the
+sandbox's backends: {seeded}.
+
+| hosts | command | ECS | SSM | all requests | wall s | ECS before | SSM before | all before | wall s before | ECS target | target |
+|---|---|---|---|---|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+Targets met at every size: {verdict(bool(found.get("targets_met")))}.
+"""  # noqa: E501
+
+
 def _calls(calls: dict[str, int]) -> str:
     """`logs:GetLogEvents 3, ...` -> `GetLogEvents 3, ...`."""
     return ", ".join(f"{op.split(':', 1)[1]} {n}" for op, n in calls.items())
@@ -686,6 +742,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=7, help="start-up rounds, dispatch runs")
     parser.add_argument("--runs-fanout", type=int, default=5)
     parser.add_argument("--runs-logs", type=int, default=5)
+    parser.add_argument("--runs-scale", type=int, default=3)
     parser.add_argument("--runs-etl", type=int, default=5)
     parser.add_argument("--log-lines", type=int, default=100_000)
     parser.add_argument("--etl-rows", type=int, default=1_000_000)
@@ -712,6 +769,7 @@ def main(argv: list[str] | None = None) -> int:
             ("dispatch_start", lambda: dispatch_start(args.runs)),
             ("detection", lambda: detection(args.runs)),
             ("fanout", lambda: fanout(args.runs_fanout)),
+            ("scale", lambda: scale(args.runs_scale)),
             ("logs", lambda: logs(args.runs_logs, args.log_lines)),
             ("etl", lambda: etl(args)),
         ]
