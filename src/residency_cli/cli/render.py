@@ -346,12 +346,12 @@ def _check_hosts(check: WorkloadCheck, all_hosts: bool) -> None:
         table(None, ["host", "location", "compliant", "why not"], rows)
         return
     compliant = [v.host.label for v in check.compliant_hosts]
-    rows = [[str(len(compliant)), "compliant", named_few(compliant) if compliant else "-"]]
+    rows = [[str(len(compliant)), yes_no(True), "-", named_few(compliant) if compliant else "-"]]
     rows += [
-        [str(len(labels)), why, named_few(labels)]
+        [str(len(labels)), yes_no(False), why, named_few(labels)]
         for why, labels in excluded_by_reason(check.hosts)
     ]
-    table(None, ["hosts", "why not", "which"], rows)
+    table(None, ["hosts", "compliant", "why not", "which"], rows)
     note(f"{len(check.hosts)} hosts, grouped by reason; --all-hosts lists each one")
 
 
