@@ -267,7 +267,7 @@ def render(results: dict[str, Any]) -> str:
         startup_section(results["startup"]),
         dispatch_section(results["dispatch_start"], results["detection"]),
         fanout_section(results["fanout"]),
-        scale_section(results.get("scale")),
+        scale_section(results.get("scale"), results.get("dispatch_start")),
         logs_section(results["logs"]),
         etl_section(results["etl"]),
         soak_section(),
@@ -430,7 +430,9 @@ not counted.
 {row("`aws ecs run-task`", ref)}
 
 What limits it: interpreter start and imports (boto3/botocore; as the AWS CLI), then the
-pre-flight requests `run` makes before RunTask, one round trip each: {pre}. After RunTask,
+pre-flight requests `run` makes before RunTask: {pre}; the task definition and the host
+listing go in parallel, the journal's STS identity meanwhile, and nothing else (rich, the
+log reader) is imported before RunTask. After RunTask,
 `run` reads the host back (placement verification) and tags the task before it exits.
 
 ### Noticing that a task stopped
@@ -532,7 +534,17 @@ def _scale_row(new: dict[str, Any], old: dict[str, Any]) -> str:
     )
 
 
-def scale_section(found: dict[str, Any] | None) -> str:
+def _start_ratio(start: dict[str, Any] | None) -> str:
+    if not start:
+        return "not measured in this run"
+    ours, ref = start["residency"]["to_runtask_median"], start["aws"]["to_runtask_median"]
+    return (
+        f"{s(ours, 3)} s vs {s(ref, 3)} s for `aws ecs run-task`: {ours / ref:.2f} × "
+        f"(target at most 1.0 ×: {verdict(ours <= ref)})"
+    )
+
+
+def scale_section(found: dict[str, Any] | None, start: dict[str, Any] | None = None) -> str:
     if not found:
         return "## Pre-flight at fleet scale\n\nNot measured in this run: `make bench-scale`.\n"
     rows = []
@@ -568,7 +580,9 @@ sandbox's backends: {seeded}.
 |---|---|---|---|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
-Targets met at every size: {verdict(bool(found.get("targets_met")))}.
+Targets met at every size: {verdict(bool(found.get("targets_met")))}. From process start to
+RunTask received (two hosts, [above](#from-residency-run-start-to-runtask-sent)):
+{_start_ratio(start)}.
 """  # noqa: E501
 
 
