@@ -351,7 +351,7 @@ def preflight(ecs: ECSClient, ssm: SSMClient | None, config: Config, name: str) 
     )
     facts = _definition_facts(workload, definition)
     result = _judged(config, name, facts, hosts)
-    while not result.compliant_hosts and not facts.problems:
+    while not result.compliant_hosts:
         page = next(pages, None)
         if page is None:
             return _explain_absence(ecs, ssm, config, name, facts, hosts)

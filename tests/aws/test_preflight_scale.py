@@ -208,3 +208,14 @@ def test_no_host_in_the_location_names_the_unlabelled_ones_not_the_fleet(sandbox
     # ACTIVE ones, any status, the unlabelled ones (one page): no fleet described
     assert sandbox.calls("ecs:ListContainerInstances") == 3
     assert sandbox.calls("ecs:DescribeContainerInstances") == 1
+
+
+def test_a_missing_task_definition_does_not_hide_why_no_host_fits(
+    moto_cluster: MotoCluster,
+) -> None:
+    moto_cluster.add_host("eu", "frankfurt")
+    checked = preflight(moto_cluster.ecs, None, moto_cluster.config, "bonus")
+    lines = checked.refusal.splitlines()
+    assert lines[0] == "task definition christmas-bonus does not exist: register it first"
+    assert lines[-1].endswith(": location frankfurt, not newyork or sanfrancisco")
+    assert "the cluster has no container instances" not in lines
