@@ -429,7 +429,7 @@ not counted.
 {row("`residency run --no-wait`", ours)}
 {row("`aws ecs run-task`", ref)}
 
-What limits it: interpreter start and imports (boto3/botocore; as the AWS CLI), then the
+What limits it: interpreter start and imports (botocore, as the AWS CLI), then the
 pre-flight requests `run` makes before RunTask: {pre}; the task definition and the host
 listing go in parallel, the journal's STS identity meanwhile, and nothing else (rich, the
 log reader) is imported before RunTask. After RunTask,
@@ -539,7 +539,7 @@ def _start_ratio(start: dict[str, Any] | None) -> str:
         return "not measured in this run"
     ours, ref = start["residency"]["to_runtask_median"], start["aws"]["to_runtask_median"]
     return (
-        f"{s(ours, 3)} s vs {s(ref, 3)} s for `aws ecs run-task`: {ours / ref:.2f} × "
+        f"{s(ours, 3)} vs {s(ref, 3)} for `aws ecs run-task`: {ours / ref:.2f} × "
         f"(target at most 1.0 ×: {verdict(ours <= ref)})"
     )
 
@@ -553,7 +553,7 @@ def scale_section(found: dict[str, Any] | None, start: dict[str, Any] | None = N
         if approach == "new":
             rows.append(_scale_row(new, by_key[(hosts, scenario, "before")]))
     seeded = ", ".join(
-        f"{r['hosts']:,} in {s(r['seed_seconds'])} s"
+        f"{r['hosts']:,} in {s(r['seed_seconds'])}"
         for r in found["results"]
         if r["scenario"] == "run --dry-run" and r["approach"] == "new"
     )
@@ -576,7 +576,7 @@ request of the run, waiting included. Target: pre-flight ECS requests at most
 2 + ⌈compliant hosts / 100⌉, SSM only for the hosts shown. Fleets seeded straight into the
 sandbox's backends: {seeded}.
 
-| hosts | command | ECS | SSM | all requests | wall s | ECS before | SSM before | all before | wall s before | ECS target | target |
+| hosts | command | ECS | SSM | all requests | wall | ECS before | SSM before | all before | wall before | ECS target | target |
 |---|---|---|---|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 

@@ -195,8 +195,9 @@ class _DefinitionFacts:
     guard: GuardStatus | None = None
 
 
-def _container_problems(definition: Mapping[str, Any], container: Mapping[str, Any]) -> list[str]:
-    resolved = definition.get("taskDefinitionArn", definition.get("family"))
+def _container_problems(
+    definition: Mapping[str, Any], container: Mapping[str, Any], resolved: str
+) -> list[str]:
     name = container.get("name")
     log = container.get("logConfiguration") or {}
     if log.get("logDriver") != "awslogs":
@@ -240,7 +241,7 @@ def _definition_facts(workload: Workload, definition: dict[str, Any] | None) -> 
     log = container.get("logConfiguration") or {}
     return _DefinitionFacts(
         resolved,
-        problems + _container_problems(definition, container),
+        problems + _container_problems(definition, container, resolved),
         cpu,
         memory,
         str(container.get("name")),
