@@ -219,3 +219,52 @@ def test_a_missing_task_definition_does_not_hide_why_no_host_fits(
     assert lines[0] == "task definition christmas-bonus does not exist: register it first"
     assert lines[-1].endswith(": location frankfurt, not newyork or sanfrancisco")
     assert "the cluster has no container instances" not in lines
+
+
+def _instance(index: int, location: str) -> dict[str, Any]:
+    return {
+        "containerInstanceArn": f"arn:aws:ecs:eu-central-1:123456789012:container-instance/"
+        f"acme-etl/{index:032x}",
+        "ec2InstanceId": f"mi-{index:017x}",
+        "status": "ACTIVE",
+        "agentConnected": True,
+        "runningTasksCount": 0,
+        "pendingTasksCount": 0,
+        "attributes": [{"name": "location", "value": location}],
+        "remainingResources": [
+            {"name": "CPU", "type": "INTEGER", "integerValue": 1024},
+            {"name": "MEMORY", "type": "INTEGER", "integerValue": 2048},
+        ],
+    }
+
+
+def test_hosts_of_a_location_follow_next_token_page_by_page(moto_cluster: MotoCluster) -> None:
+    """ListContainerInstances answers at most 100 ARNs with a `nextToken` for the rest
+    (Model); each page is described as it comes (at most 100 ARNs a DescribeContainerInstances).
+    The Stubber checks the requests and answers against botocore's ECS service model."""
+    import boto3
+    from botocore.stub import Stubber
+
+    client = boto3.client(
+        "ecs", region_name="eu-central-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    first, second = _instance(1, "frankfurt"), _instance(2, "frankfurt")
+    wanted = {"cluster": "acme-etl", "filter": "attribute:location == frankfurt"}
+    with Stubber(client) as stubber:
+        for page, token, after in ((first, None, "page-2"), (second, "page-2", None)):
+            answer: dict[str, Any] = {"containerInstanceArns": [page["containerInstanceArn"]]}
+            if after:
+                answer["nextToken"] = after
+            stubber.add_response(
+                "list_container_instances",
+                answer,
+                {**wanted, **({"nextToken": token} if token else {})},
+            )
+            stubber.add_response(
+                "describe_container_instances",
+                {"containerInstances": [page], "failures": []},
+                {"cluster": "acme-etl", "containerInstances": [page["containerInstanceArn"]]},
+            )
+        found = list_hosts(client, None, moto_cluster.config, "frankfurt")
+        stubber.assert_no_pending_responses()
+    assert [h.instance_id for h in found] == ["mi-00000000000000001", "mi-00000000000000002"]
