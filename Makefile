@@ -28,10 +28,10 @@ PYTEST_ENV :=
 -include mk/*.mk
 
 AWSCLI_VENV := .venv-awscli
-BENCH_TARGETS += bench-dispatch
+BENCH_TARGETS += bench-dispatch bench-scale
 
 .PHONY: setup test test-begin lint format typecheck pytest demo docs lock ci-tools bench \
-	bench-dispatch soak
+	bench-dispatch bench-scale soak
 .DEFAULT_GOAL := test
 
 setup: $(STAMP)
@@ -108,3 +108,7 @@ $(AWSCLI_VENV)/.installed: requirements/awscli.lock tools/venv.py
 
 bench-dispatch: $(STAMP) $(AWSCLI_VENV)/.installed
 	$(BIN)/python bench/dispatch_bench.py --runs 7
+
+# Pre-flight at 100, 1,000 and 5,000 hosts, beside the full-fleet approach it replaced.
+bench-scale: $(STAMP)
+	$(BIN)/python bench/scale_bench.py --runs 3

@@ -187,6 +187,10 @@ def fanout(runs: int) -> Any:
     return run_json([PYTHON, str(BENCH / "fanout_bench.py"), "--runs", str(runs), "--json"])
 
 
+def scale(runs: int) -> Any:
+    return run_json([PYTHON, str(BENCH / "scale_bench.py"), "--runs", str(runs), "--json"])
+
+
 def logs(runs: int, lines: int) -> Any:
     outcomes, short = [], []
     for index in range(runs):
@@ -267,6 +271,7 @@ def render(results: dict[str, Any]) -> str:
         startup_section(results["startup"]),
         dispatch_section(results["dispatch_start"], results["detection"]),
         fanout_section(results["fanout"]),
+        scale_section(results.get("scale"), results.get("dispatch_start")),
         logs_section(results["logs"]),
         etl_section(results["etl"]),
         journal_s3_section(results.get("journal_s3")),
@@ -429,8 +434,10 @@ not counted.
 {row("`residency run --no-wait`", ours)}
 {row("`aws ecs run-task`", ref)}
 
-What limits it: interpreter start and imports (boto3/botocore; as the AWS CLI), then the
-pre-flight requests `run` makes before RunTask, one round trip each: {pre}. After RunTask,
+What limits it: interpreter start and imports (botocore, as the AWS CLI), then the
+pre-flight requests `run` makes before RunTask: {pre}; the task definition and the host
+listing go in parallel, the journal's STS identity meanwhile, and nothing else (rich, the
+log reader) is imported before RunTask. After RunTask,
 `run` reads the host back (placement verification) and tags the task before it exits.
 
 ### Noticing that a task stopped
@@ -518,6 +525,69 @@ DescribeTasks, each task is tagged with one TagResource (the location it was ver
 ECS tags one resource a call): {tags} of them, and {readback} host read-back calls
 (DescribeContainerInstances and SSM DescribeInstanceInformation, batched per run and per
 tick) in the median one-loop run, for 100 tasks.
+"""  # noqa: E501
+
+
+def _scale_row(new: dict[str, Any], old: dict[str, Any]) -> str:
+    met = new["scenario"] == "check" or new["preflight_ecs"] <= new["ecs_target"]
+    target = "diagnosis" if new["scenario"] == "check" else verdict(met)
+    return (
+        f"| {new['hosts']:,} | `{new['scenario']}` | {new['preflight_ecs']} "
+        f"| {new['preflight_ssm']} | {new['calls_total']} | {s(new['wall_median'], 3)} "
+        f"| {old['preflight_ecs']} | {old['preflight_ssm']} | {old['calls_total']} "
+        f"| {s(old['wall_median'], 3)} | {new['ecs_target']} | {target} |"
+    )
+
+
+def _start_ratio(start: dict[str, Any] | None) -> str:
+    if not start:
+        return "not measured in this run"
+    ours, ref = start["residency"]["to_runtask_median"], start["aws"]["to_runtask_median"]
+    return (
+        f"{s(ours, 3)} vs {s(ref, 3)} for `aws ecs run-task`: {ours / ref:.2f} × "
+        f"(target at most 1.0 ×: {verdict(ours <= ref)})"
+    )
+
+
+def scale_section(found: dict[str, Any] | None, start: dict[str, Any] | None = None) -> str:
+    if not found:
+        return "## Pre-flight at fleet scale\n\nNot measured in this run: `make bench-scale`.\n"
+    rows = []
+    by_key = {(r["hosts"], r["scenario"], r["approach"]): r for r in found["results"]}
+    for (hosts, scenario, approach), new in by_key.items():
+        if approach == "new":
+            rows.append(_scale_row(new, by_key[(hosts, scenario, "before")]))
+    seeded = ", ".join(
+        f"{r['hosts']:,} in {s(r['seed_seconds'])}"
+        for r in found["results"]
+        if r["scenario"] == "run --dry-run" and r["approach"] == "new"
+    )
+    return f"""## Pre-flight at fleet scale (issue 17)
+
+`bench/scale_bench.py`: the in-process sandbox (ListContainerInstances pages at 100 and
+honours `filter`, as ECS does) with 100, 1,000 and 5,000 hosts in {found["locations"]}
+locations (loc00 ... loc49 in turn); the workload may run in loc07 only, so a 50th of the
+fleet is compliant. Every request the sandbox receives is counted; wall time is the median of
+{found["runs"]} rounds in one process (the sandbox's own work included). "Before" is the
+approach before issue 17, measured in the same run: `run` and `run --dry-run` described every
+host of the cluster and asked SSM for every name; `hosts --location` did too, then filtered.
+Now they list the hosts of the workload's (or the asked) location only, with the placement
+expression as ListContainerInstances' `filter` (status ACTIVE for pre-flight), describe those
+(while the task definition is read, in parallel) and ask SSM for their names only.
+`check` is the diagnosis of the whole fleet: the same requests both ways; what changed is its
+text, grouped by reason above 20 hosts (before: one row per host, now `--all-hosts`). For
+`run`, the ECS and SSM columns count the requests before RunTask (the pre-flight), "all" every
+request of the run, waiting included. Target: pre-flight ECS requests at most
+2 + ⌈compliant hosts / 100⌉, SSM only for the hosts shown. Fleets seeded straight into the
+sandbox's backends: {seeded}.
+
+| hosts | command | ECS | SSM | all requests | wall | ECS before | SSM before | all before | wall before | ECS target | target |
+|---|---|---|---|---|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+Targets met at every size: {verdict(bool(found.get("targets_met")))}. From process start to
+RunTask received (two hosts, [above](#from-residency-run-start-to-runtask-sent)):
+{_start_ratio(start)}.
 """  # noqa: E501
 
 
@@ -726,6 +796,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=7, help="start-up rounds, dispatch runs")
     parser.add_argument("--runs-fanout", type=int, default=5)
     parser.add_argument("--runs-logs", type=int, default=5)
+    parser.add_argument("--runs-scale", type=int, default=3)
     parser.add_argument("--runs-etl", type=int, default=5)
     parser.add_argument("--runs-journal", type=int, default=3)
     parser.add_argument("--log-lines", type=int, default=100_000)
@@ -753,6 +824,7 @@ def main(argv: list[str] | None = None) -> int:
             ("dispatch_start", lambda: dispatch_start(args.runs)),
             ("detection", lambda: detection(args.runs)),
             ("fanout", lambda: fanout(args.runs_fanout)),
+            ("scale", lambda: scale(args.runs_scale)),
             ("logs", lambda: logs(args.runs_logs, args.log_lines)),
             ("etl", lambda: etl(args)),
             ("journal_s3", lambda: journal_s3(args.runs_journal)),

@@ -1,6 +1,6 @@
-"""The only place that builds boto3 sessions and clients, and translates their errors.
+"""The only place that builds AWS sessions and clients (botocore's), and translates their errors.
 
-boto3 is imported lazily so that `--help`, `validate` and usage errors stay fast. Core code
+botocore is imported lazily so that `--help`, `validate` and usage errors stay fast. Core code
 receives clients as arguments; the CLI makes them here from the global options.
 """
 
@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 from residency_cli.errors import AwsError, UsageError
 
 if TYPE_CHECKING:
-    import boto3
     from mypy_boto3_ecs import ECSClient
     from mypy_boto3_logs import CloudWatchLogsClient
     from mypy_boto3_s3 import S3Client
@@ -66,7 +65,7 @@ class Clients:
     _session: Any = None
     _clients: dict[str, Any] = field(default_factory=dict)
 
-    def session(self) -> boto3.Session:
+    def session(self) -> Session:
         if self._session is None:
             self._session = make_session(self.settings)
         return self._session  # type: ignore[no-any-return]
@@ -121,19 +120,40 @@ def _region_and_source(settings: AwsSettings) -> tuple[str | None, str]:
     return None, "AWS_DEFAULT_REGION or the profile"
 
 
-def make_session(settings: AwsSettings) -> boto3.Session:
-    import boto3
+class Session:
+    """The one session residency's clients share: botocore's own, as boto3 would set it up
+    (profile, region, credentials). boto3's additions (resources, S3 transfers) are not used,
+    and leaving them out saves their imports before RunTask (bench/dispatch_start.py)."""
+
+    def __init__(self, profile: str | None, region: str | None, credentials: dict[str, str]):
+        import botocore.session
+
+        self.botocore = botocore.session.Session(profile=profile)
+        access = credentials.get("aws_access_key_id")
+        secret = credentials.get("aws_secret_access_key")
+        if access and secret:
+            self.botocore.set_credentials(access, secret, credentials.get("aws_session_token"))
+        if region:
+            self.botocore.set_config_variable("region", region)
+
+    @property
+    def region_name(self) -> str | None:
+        region = self.botocore.get_config_variable("region")
+        return str(region) if region else None
+
+    def client(self, service: str, *, endpoint_url: str | None, config: Any) -> Any:
+        return self.botocore.create_client(service, endpoint_url=endpoint_url, config=config)
+
+
+def make_session(settings: AwsSettings) -> Session:
     import botocore.exceptions
     import botocore.utils
 
     region, source = _region_and_source(settings)
     try:
-        session = boto3.Session(
-            profile_name=settings.profile,
-            region_name=region,
-            aws_access_key_id=settings.credentials.get("aws_access_key_id"),
-            aws_secret_access_key=settings.credentials.get("aws_secret_access_key"),
-        )
+        session = Session(settings.profile, region, settings.credentials)
+        if settings.profile is not None:  # as boto3.Session does: a missing profile fails here
+            session.botocore.get_scoped_config()
     except botocore.exceptions.ProfileNotFound:
         raise UsageError(
             f"AWS profile {settings.profile!r} is not configured",
@@ -153,7 +173,7 @@ def make_session(settings: AwsSettings) -> boto3.Session:
     return session
 
 
-def make_client(session: boto3.Session, service: str, settings: AwsSettings) -> Any:
+def make_client(session: Session, service: str, settings: AwsSettings) -> Any:
     from botocore.config import Config
 
     config = Config(
@@ -166,7 +186,7 @@ def make_client(session: boto3.Session, service: str, settings: AwsSettings) -> 
 
     endpoint = settings.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
     try:
-        return session.client(service, endpoint_url=endpoint, config=config)  # type: ignore[call-overload]
+        return session.client(service, endpoint_url=endpoint, config=config)
     except botocore.exceptions.InvalidRegionError:
         raise UsageError(
             f"invalid AWS region {session.region_name!r}", hint="use a name like eu-central-1"

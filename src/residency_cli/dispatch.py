@@ -19,7 +19,7 @@ import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from residency_cli.aws import aws_errors, error_code, is_aws_error
 from residency_cli.config import Config, Workload, workload_for_task
@@ -35,10 +35,15 @@ from residency_cli.constants import (
 from residency_cli.errors import AwsError, OutputClosed, UsageError
 from residency_cli.guarding import definition_guard, with_guard
 from residency_cli.hosts import (
+    cluster_is_empty,
     describe_container_instances,
+    describe_hosts,
+    filtered_host_pages,
     host_from_instance,
     hosts_of_tasks,
     inventory_conflict,
+    list_instance_arns,
+    list_instance_page,
     managed_instance_hostnames,
 )
 from residency_cli.journal import JournalError, RunJournal
@@ -79,6 +84,7 @@ if TYPE_CHECKING:
     from mypy_boto3_ssm import SSMClient
 
     from residency_cli.aws import Clients
+    from residency_cli.guarding import GuardStatus
     from residency_cli.journal import JournalStore
     from residency_cli.logs import LogFollower, LogStream
 
@@ -179,57 +185,84 @@ def judge_host(
     return reasons
 
 
-def check_workload(
-    ecs: ECSClient, config: Config, name: str, hosts: Sequence[Host]
+@dataclass(frozen=True)
+class _DefinitionFacts:
+    """What pre-flight learns from a workload's task definition."""
+
+    resolved: str
+    problems: list[str]
+    cpu: int = 0
+    memory: int = 0
+    container: str | None = None
+    log_configured: bool = False
+    guard: GuardStatus | None = None
+
+
+def _container_problems(
+    definition: Mapping[str, Any], container: Mapping[str, Any], resolved: str
+) -> list[str]:
+    name = container.get("name")
+    log = container.get("logConfiguration") or {}
+    if log.get("logDriver") != "awslogs":
+        return [
+            f"container {name} has no awslogs log configuration: add "
+            "logConfiguration {logDriver: awslogs, options: {awslogs-group, "
+            "awslogs-region, awslogs-stream-prefix}}"
+        ]
+    if not definition.get("executionRoleArn"):
+        # ECS Anywhere: the awslogs driver sends logs with the task execution role's
+        # credentials; without one the task fails to start (ECS developer guide,
+        # "External instances (Amazon ECS Anywhere)", considerations).
+        return [
+            f"task definition {resolved} logs with awslogs but has no "
+            "executionRoleArn: on ECS Anywhere the task would fail to start; set "
+            "executionRoleArn to a role with logs:CreateLogStream and logs:PutLogEvents "
+            "(`residency iam-policy` prints one)"
+        ]
+    return []
+
+
+def _definition_facts(workload: Workload, definition: dict[str, Any] | None) -> _DefinitionFacts:
+    if definition is None:
+        return _DefinitionFacts(
+            workload.task_definition,
+            [f"task definition {workload.task_definition} does not exist: register it first"],
+            container=workload.container,
+        )
+    resolved = str(definition.get("taskDefinitionArn", workload.task_definition))
+    problem = _external_problem(definition)
+    problems = [problem] if problem else []
+    cpu, memory = task_size(definition)
+    container = _essential_container(definition, workload.container)
+    guard = definition_guard(container, workload.locations)
+    if container is None:
+        names = ", ".join(str(c.get("name")) for c in definition.get("containerDefinitions") or [])
+        problems.append(
+            f"task definition has no container {workload.container!r} (it has: {names})"
+        )
+        return _DefinitionFacts(resolved, problems, cpu, memory, workload.container, guard=guard)
+    log = container.get("logConfiguration") or {}
+    return _DefinitionFacts(
+        resolved,
+        problems + _container_problems(definition, container, resolved),
+        cpu,
+        memory,
+        str(container.get("name")),
+        log.get("logDriver") == "awslogs",
+        guard,
+    )
+
+
+def _judged(
+    config: Config,
+    name: str,
+    facts: _DefinitionFacts,
+    hosts: Sequence[Host],
+    absent: str | None = None,
 ) -> WorkloadCheck:
-    """Pre-flight one workload against hosts already described."""
+    """The pre-flight of workload `name`: its task definition's facts, each host judged."""
     workload = config.workload(name)
     expression = build_expression(config.location_attribute, workload.locations)
-    problems: list[str] = []
-    definition = _describe_definition(ecs, workload.task_definition)
-    cpu = memory = 0
-    container_name: str | None = workload.container
-    log_configured = False
-    resolved = workload.task_definition
-    if definition is None:
-        problems.append(
-            f"task definition {workload.task_definition} does not exist: register it first"
-        )
-    else:
-        resolved = str(definition.get("taskDefinitionArn", resolved))
-        problem = _external_problem(definition)
-        if problem:
-            problems.append(problem)
-        cpu, memory = task_size(definition)
-        container = _essential_container(definition, workload.container)
-        if container is None:
-            names = ", ".join(
-                str(c.get("name")) for c in definition.get("containerDefinitions") or []
-            )
-            problems.append(
-                f"task definition has no container {workload.container!r} (it has: {names})"
-            )
-        else:
-            container_name = str(container.get("name"))
-            log = container.get("logConfiguration") or {}
-            log_configured = log.get("logDriver") == "awslogs"
-            if log_configured and not definition.get("executionRoleArn"):
-                # ECS Anywhere: the awslogs driver sends logs with the task execution role's
-                # credentials; without one the task fails to start (ECS developer guide,
-                # "External instances (Amazon ECS Anywhere)", considerations).
-                problems.append(
-                    f"task definition {resolved} logs with awslogs but has no "
-                    "executionRoleArn: on ECS Anywhere the task would fail to start; set "
-                    "executionRoleArn to a role with logs:CreateLogStream and logs:PutLogEvents "
-                    "(`residency iam-policy` prints one)"
-                )
-            if not log_configured:
-                problems.append(
-                    f"container {container_name} has no awslogs log configuration: add "
-                    "logConfiguration {logDriver: awslogs, options: {awslogs-group, "
-                    "awslogs-region, awslogs-stream-prefix}}"
-                )
-    guard = definition_guard(container, workload.locations) if definition is not None else None
     verdicts = [
         HostVerdict(
             host,
@@ -237,8 +270,8 @@ def check_workload(
                 host,
                 expression,
                 workload.locations,
-                cpu,
-                memory,
+                facts.cpu,
+                facts.memory,
                 config.location_attribute,
                 inventory_conflict(config, host),
             ),
@@ -247,20 +280,31 @@ def check_workload(
     ]
     return WorkloadCheck(
         workload=name,
-        task_definition=resolved,
+        task_definition=facts.resolved,
         locations=list(workload.locations),
         expression=expression,
-        problems=problems,
+        problems=list(facts.problems),
         hosts=verdicts,
-        cpu=cpu,
-        memory=memory,
-        container=container_name,
-        log_configured=log_configured,
-        guard=guard,
+        cpu=facts.cpu,
+        memory=facts.memory,
+        container=facts.container,
+        log_configured=facts.log_configured,
+        guard=facts.guard,
+        absent=absent,
     )
 
 
+def check_workload(
+    ecs: ECSClient, config: Config, name: str, hosts: Sequence[Host]
+) -> WorkloadCheck:
+    """Pre-flight one workload against hosts already described."""
+    workload = config.workload(name)
+    definition = _describe_definition(ecs, workload.task_definition)
+    return _judged(config, name, _definition_facts(workload, definition), hosts)
+
+
 def cluster_hosts(ecs: ECSClient, ssm: SSMClient | None, config: Config) -> list[Host]:
+    """Every host of the cluster, described (what `check` diagnoses)."""
     instances = describe_container_instances(ecs, config.cluster)
     names = managed_instance_hostnames(ssm, (i.get("ec2InstanceId", "") for i in instances))
     return [host_from_instance(i, config.location_attribute, names) for i in instances]
@@ -269,13 +313,89 @@ def cluster_hosts(ecs: ECSClient, ssm: SSMClient | None, config: Config) -> list
 def check(
     ecs: ECSClient, ssm: SSMClient | None, config: Config, names: Sequence[str] = ()
 ) -> list[WorkloadCheck]:
-    """Pre-flight every (or the named) workload, describing the cluster's hosts once."""
+    """Pre-flight every (or the named) workload against every host of the cluster, described
+    once: the diagnosis of `check`, which shows why each host is excluded."""
     selected = list(names) or list(config.workloads)
     for name in selected:
         config.workload(name)
     hosts = cluster_hosts(ecs, ssm, config)
     with aws_errors("checking task definitions"):
         return [check_workload(ecs, config, name, hosts) for name in selected]
+
+
+_A = TypeVar("_A")
+_B = TypeVar("_B")
+
+
+def _side_by_side(first: Callable[[], _A], second: Callable[[], _B]) -> tuple[_A, _B]:
+    """`first()` here while `second()` runs in a thread: two independent requests in the
+    time of the slower one. boto3 clients are thread-safe (sessions are not: the clients
+    exist before this is called)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="residency-preflight") as pool:
+        later = pool.submit(second)
+        return first(), later.result()
+
+
+def preflight(ecs: ECSClient, ssm: SSMClient | None, config: Config, name: str) -> WorkloadCheck:
+    """The pre-flight of `run` (and of `run --dry-run`), whatever the fleet's size: ECS lists
+    only the hosts the workload's own placement expression admits (ACTIVE ones), a page of
+    up to 100 at a time, while the task definition is read; a page is described and SSM is
+    asked for its hosts' names only. It stops at the first page with a compliant host (ECS
+    places the task; placement is verified after). Typically 3 ECS calls: the task
+    definition, one list, one describe. With no compliant host, the refusal says why (see
+    `_explain_absence`)."""
+    workload = config.workload(name)
+    expression = build_expression(config.location_attribute, workload.locations)
+    pages = filtered_host_pages(ecs, ssm, config, expression, status="ACTIVE")
+    definition, hosts = _side_by_side(
+        lambda: _describe_definition(ecs, workload.task_definition),
+        lambda: next(pages, []),
+    )
+    facts = _definition_facts(workload, definition)
+    result = _judged(config, name, facts, hosts)
+    while not result.compliant_hosts:
+        page = next(pages, None)
+        if page is None:
+            return _explain_absence(ecs, ssm, config, name, facts, hosts)
+        hosts = [*hosts, *page]
+        result = _judged(config, name, facts, hosts)
+    return result
+
+
+def _explain_absence(
+    ecs: ECSClient,
+    ssm: SSMClient | None,
+    config: Config,
+    name: str,
+    facts: _DefinitionFacts,
+    active: list[Host],
+) -> WorkloadCheck:
+    """No ACTIVE host of the workload's locations can take it: say why without describing
+    the fleet. The ACTIVE ones were described (disconnected, short of CPU or memory, or
+    contradicting the map, each with its reason); one more filtered listing finds the
+    location's hosts in another status (DRAINING, REGISTERING...), described for their
+    reason; when the locations have no host at all, the first page of unlabelled hosts
+    (`attribute:NAME !exists`: a host that lost its label shows up with that reason), and
+    else one listing of a single ARN tells an empty cluster from one whose hosts all
+    carry other locations."""
+    workload = config.workload(name)
+    expression = build_expression(config.location_attribute, workload.locations)
+    seen = {h.container_instance_arn for h in active}
+    others = [a for a in list_instance_arns(ecs, config.cluster, expression) if a not in seen]
+    hosts = [*active, *describe_hosts(ecs, ssm, config, others)]
+    absent = None
+    if not hosts:
+        unlabelled, _ = list_instance_page(
+            ecs, config.cluster, expression=f"attribute:{config.location_attribute} !exists"
+        )
+        hosts = describe_hosts(ecs, ssm, config, unlabelled)
+        labelled = f"{config.location_attribute}={' or '.join(workload.locations)}"
+        absent = f"no host of cluster {config.cluster} is labelled {labelled}"
+    if not hosts and cluster_is_empty(ecs, config.cluster):
+        absent = "the cluster has no container instances"
+    return _judged(config, name, facts, hosts, absent)
 
 
 # --- the request -----------------------------------------------------------------------
@@ -612,6 +732,44 @@ def task_log_streams(
         return {}
 
 
+class Prefetch(Generic[_A]):
+    """A value fetched once: in a thread from `start()` on (then waited for when called), or
+    when first called. The caller's identity for the journal (one STS call) is fetched while
+    pre-flight runs, so it need not delay RunTask; a dry run never asks for it."""
+
+    def __init__(self, fetch: Callable[[], _A]) -> None:
+        self._fetch = fetch
+        self._thread: Any = None
+        self._done = False
+        self._value: _A | None = None
+        self._error: BaseException | None = None
+
+    def start(self) -> None:
+        import threading
+
+        if self._thread is None and not self._done:
+            self._thread = threading.Thread(
+                target=self._run, name="residency-prefetch", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._fetch()
+        except BaseException as error:  # raised in the caller's thread, when it asks
+            self._error = error
+        self._done = True
+
+    def __call__(self) -> _A:
+        if self._thread is None and not self._done:
+            self._run()
+        elif self._thread is not None:
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class DryRun:
     check: WorkloadCheck
@@ -693,34 +851,39 @@ class Dispatcher:
         streams' own region, the caller's identity in the journal (`journal_store`: where;
         default `$RESIDENCY_JOURNAL`, else the map's `journal:`, else the local file)."""
         from residency_cli.journal import caller_identity, journal_location, open_journal
-        from residency_cli.logs import logs_client_for
 
-        if journal is None and journal_store is None:  # $RESIDENCY_JOURNAL, else the map's
-            where = journal_location(map_journal=config.journal_location)
-            journal_store = open_journal(where, s3_client=lambda: clients.s3)
+        def logs_client(streams: Sequence[Any]) -> CloudWatchLogsClient:
+            from residency_cli.logs import logs_client_for  # after RunTask, not before
 
+            return logs_client_for(clients, streams)
+
+        ecs, ssm, region = clients.ecs, clients.ssm, clients.region
+        if journal is None:
+            if journal_store is None:  # $RESIDENCY_JOURNAL, else the map's, else the file
+                where = journal_location(map_journal=config.journal_location)
+                journal_store = open_journal(where, s3_client=lambda: clients.s3)
+            sts = clients.sts  # made here: a session is not thread-safe, its clients are
+            journal = RunJournal(store=journal_store, who=Prefetch(lambda: caller_identity(sts)))
         return cls(
-            clients.ecs,
-            clients.ssm,
+            ecs,
+            ssm,
             config,
             observer=observer or SilentObserver(),
-            logs_client=lambda streams: logs_client_for(clients, streams),
-            region=clients.region,
-            journal=journal
-            or RunJournal(store=journal_store, who=lambda: caller_identity(clients.sts)),
+            logs_client=logs_client,
+            region=region,
+            journal=journal,
             **options,
         )
 
     def dry_run(self, name: str, options: RunOptions) -> DryRun:
-        result = check(self.ecs, self.ssm, self.config, [name])[0]
+        result = preflight(self.ecs, self.ssm, self.config, name)
         request = build_request(self.config, name, options, result.container)
         return DryRun(result, request, aws_cli_command(request, self.region), options.run_id)
 
     def dry_runs(self, names: Sequence[str], options: RunOptions) -> DryRunList:
-        """`run W1 W2 ... --dry-run`: each workload's plan (one pre-flight for them all)."""
-        checks = check(self.ecs, self.ssm, self.config, names)
+        """`run W1 W2 ... --dry-run`: each workload's plan (each pre-flight of its own hosts)."""
         plans = []
-        for result in checks:
+        for result in self._preflights(names):
             request = build_request(self.config, result.workload, options, result.container)
             plans.append(
                 DryRun(result, request, aws_cli_command(request, self.region), options.run_id)
@@ -736,15 +899,14 @@ class Dispatcher:
         follow: bool = True,
         timeout: float | None = None,
     ) -> RunResult:
-        if self.journal is not None:  # an unusable journal is exit 2 before any dispatch
-            self.journal.check()
-        preflight = check(self.ecs, self.ssm, self.config, [name])[0]
-        request = build_request(self.config, name, options, preflight.container)
+        self._before_dispatch()
+        checked = preflight(self.ecs, self.ssm, self.config, name)
+        request = build_request(self.config, name, options, checked.container)
         earlier = self._earlier_run(name, options.run_id, request)
         if earlier:  # the journal knows this run: never a second task (CONTRACT.md section 8)
             return self._rerun(name, earlier, options.run_id, request, follow, timeout, wait)
-        if not preflight.ready:
-            return self._refused(name, options.run_id, request, preflight.refusal)
+        if not checked.ready:
+            return self._refused(name, options.run_id, request, checked.refusal)
         started = self._start(name, options.run_id, request)
         if isinstance(started, RunResult):
             return started
@@ -791,6 +953,7 @@ class Dispatcher:
         dispatched"). One run id serves them all (the clientToken is per workload and run
         id); a run the journal knows is attached to, as a single `run` does. Ctrl-C leaves
         every started task running (`interrupted`)."""
+        self._before_dispatch()
         plans = self._plans(names, options)
         refused = [c.workload for c, _, earlier in plans if not earlier and not c.ready]
         if refused:
@@ -809,17 +972,36 @@ class Dispatcher:
         entries = self._start_many(plans, options.run_id)
         return RunResults(self._finish_many(entries, wait=wait, follow=follow, timeout=timeout))
 
+    def _before_dispatch(self) -> None:
+        """An unusable journal is exit 2 before any dispatch; who is dispatching is asked
+        (STS) while pre-flight runs."""
+        if self.journal is None:
+            return
+        self.journal.check()
+        if isinstance(self.journal.who, Prefetch):
+            self.journal.who.start()
+
     def _plans(
         self, names: Sequence[str], options: RunOptions
     ) -> list[tuple[WorkloadCheck, dict[str, Any], list[dict[str, Any]]]]:
         """Each workload's pre-flight, request and journal records of this run id (a run id
         used with other parameters is a usage error here, before anything is sent)."""
         plans = []
-        for preflight in check(self.ecs, self.ssm, self.config, names):
-            name = preflight.workload
-            request = build_request(self.config, name, options, preflight.container)
-            plans.append((preflight, request, self._earlier_run(name, options.run_id, request)))
+        for checked in self._preflights(names):
+            name = checked.workload
+            request = build_request(self.config, name, options, checked.container)
+            plans.append((checked, request, self._earlier_run(name, options.run_id, request)))
         return plans
+
+    def _preflights(self, names: Sequence[str]) -> list[WorkloadCheck]:
+        """Each workload's `preflight` (its own hosts only, whatever the fleet's size), side
+        by side: they are independent, and boto3 clients are thread-safe."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(8, len(names)) or 1) as pool:
+            return list(
+                pool.map(lambda name: preflight(self.ecs, self.ssm, self.config, name), names)
+            )
 
     def _start_many(
         self,

@@ -7,13 +7,14 @@ eventually consistent and (in moto) mixes clusters.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from residency_cli.aws import aws_errors, is_aws_error
 from residency_cli.config import Config, same_hostname, workload_for_task
 from residency_cli.errors import RefusedError, UsageError
+from residency_cli.placement import build_expression
 from residency_cli.results import Host, LabelChange
 
 if TYPE_CHECKING:
@@ -92,6 +93,96 @@ def describe_container_instances(
     return described
 
 
+# ListContainerInstances (ECS API Reference; botocore's ecs service-2.json): `filter` takes
+# a cluster query language expression, `status` one status (without it every status but
+# INACTIVE), and an answer holds at most 100 ARNs (`maxResults` 1-100, default 100) with a
+# `nextToken` for the rest. DescribeContainerInstances takes at most 100 ARNs a call. The
+# query language's subjects are `attribute:NAME`, agentConnected, agentVersion,
+# ec2InstanceId, registeredAt, runningTasksCount and task:group (ECS developer guide,
+# "Cluster query language"): free CPU and memory are not among them, so a host's room is
+# read from its description.
+# https://docs.aws.amazon.com/AmazonECS/latest/developerguide/cluster-query-language.html
+
+
+def list_instance_page(
+    ecs: ECSClient,
+    cluster: str,
+    *,
+    expression: str | None = None,
+    status: str | None = None,
+    token: str | None = None,
+    max_results: int | None = None,
+) -> tuple[list[str], str | None]:
+    """One ListContainerInstances answer: (up to 100 ARNs, the token of the next page)."""
+    request: dict[str, Any] = {"cluster": cluster}
+    if expression is not None:
+        request["filter"] = expression
+    if status is not None:
+        request["status"] = status
+    if token is not None:
+        request["nextToken"] = token
+    if max_results is not None:
+        request["maxResults"] = max_results
+    with aws_errors(f"listing the container instances of cluster {cluster!r}"):
+        answer = ecs.list_container_instances(**request)
+    return [str(a) for a in answer.get("containerInstanceArns") or []], answer.get("nextToken")
+
+
+def describe_hosts(
+    ecs: ECSClient, ssm: SSMClient | None, config: Config, arns: Sequence[str]
+) -> list[Host]:
+    """These container instances as Hosts: one DescribeContainerInstances per 100, and SSM
+    asked for the names of these hosts only."""
+    if not arns:
+        return []
+    instances = describe_container_instances(ecs, config.cluster, arns)
+    names = managed_instance_hostnames(ssm, (i.get("ec2InstanceId", "") for i in instances))
+    return [host_from_instance(i, config.location_attribute, names) for i in instances]
+
+
+def filtered_host_pages(
+    ecs: ECSClient,
+    ssm: SSMClient | None,
+    config: Config,
+    expression: str,
+    *,
+    status: str | None = "ACTIVE",
+) -> Iterator[list[Host]]:
+    """The hosts ECS lists for `expression` (the server-side `filter`), a page at a time:
+    per page one ListContainerInstances, one DescribeContainerInstances and SSM for that
+    page's hosts only. A caller that has seen enough stops asking for pages.
+
+    A stand-in that ignores `filter` (stock moto does) lists every host: callers judge each
+    host with `placement.evaluate` again, so such a host is shown as not matching."""
+    token: str | None = None
+    while True:
+        arns, token = list_instance_page(
+            ecs, config.cluster, expression=expression, status=status, token=token
+        )
+        yield describe_hosts(ecs, ssm, config, arns)
+        if not token:
+            return
+
+
+def list_instance_arns(
+    ecs: ECSClient, cluster: str, expression: str | None = None, status: str | None = None
+) -> list[str]:
+    """Every ARN ListContainerInstances answers for `expression` and `status`, page by page."""
+    found, token = list_instance_page(ecs, cluster, expression=expression, status=status)
+    while token:
+        more, token = list_instance_page(
+            ecs, cluster, expression=expression, status=status, token=token
+        )
+        found.extend(more)
+    return found
+
+
+def cluster_is_empty(ecs: ECSClient, cluster: str) -> bool:
+    """Whether the cluster has no container instance at all (one ListContainerInstances)."""
+    arns, _ = list_instance_page(ecs, cluster, max_results=1)
+    return not arns
+
+
 def managed_instance_hostnames(
     ssm: SSMClient | None, instance_ids: Iterable[str]
 ) -> dict[str, str]:
@@ -131,13 +222,17 @@ def list_hosts(
     ecs: ECSClient, ssm: SSMClient | None, config: Config, location: str | None = None
 ) -> list[Host]:
     """The cluster's container instances as Hosts, optionally only those of one location."""
-    if location is not None:
+    if location is None:
+        instances = describe_container_instances(ecs, config.cluster)
+        hostnames = managed_instance_hostnames(ssm, (i.get("ec2InstanceId", "") for i in instances))
+        hosts = [host_from_instance(i, config.location_attribute, hostnames) for i in instances]
+    else:
+        # Only that location's hosts are listed (ECS filters), described and named by SSM;
+        # the location is checked again here for a stand-in that ignores `filter`.
         config.require_location(location)
-    instances = describe_container_instances(ecs, config.cluster)
-    hostnames = managed_instance_hostnames(ssm, (i.get("ec2InstanceId", "") for i in instances))
-    hosts = [host_from_instance(i, config.location_attribute, hostnames) for i in instances]
-    if location is not None:
-        hosts = [h for h in hosts if h.location == location]
+        expression = build_expression(config.location_attribute, [location])
+        pages = filtered_host_pages(ecs, ssm, config, expression, status=None)
+        hosts = [h for page in pages for h in page if h.location == location]
     return sorted(hosts, key=lambda h: (h.location or "~", h.label))
 
 

@@ -137,6 +137,28 @@ class HostVerdict:
         }
 
 
+# More hosts than this and `check` (text) and a refusal group the excluded hosts by reason
+# with counts and the first few names (`check --all-hosts`: every host; JSON: always every host).
+GROUP_HOSTS_ABOVE = 20
+NAMES_SHOWN = 3
+
+
+def excluded_by_reason(verdicts: list[HostVerdict]) -> list[tuple[str, list[str]]]:
+    """The excluded hosts grouped by their reasons: (the reasons, the hosts' labels), the
+    largest group first."""
+    groups: dict[str, list[str]] = {}
+    for verdict in verdicts:
+        if verdict.reasons:
+            groups.setdefault("; ".join(verdict.reasons), []).append(verdict.host.label)
+    return sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
+
+
+def named_few(labels: list[str], shown: int = NAMES_SHOWN) -> str:
+    """The first few names, and how many more: "a, b, c and 97 more"."""
+    named = ", ".join(labels[:shown])
+    return named if len(labels) <= shown else f"{named} and {len(labels) - shown} more"
+
+
 @dataclass(frozen=True)
 class WorkloadCheck:
     """Pre-flight of one workload: ready when it has no problems and a compliant host."""
@@ -152,6 +174,9 @@ class WorkloadCheck:
     container: str | None
     log_configured: bool
     guard: GuardStatus | None = None  # what the task definition tells the data guard
+    # Why ECS listed no host for the placement, when it listed none (pre-flight of `run`
+    # asks ECS for the workload's hosts only); not part of the JSON.
+    absent: str | None = None
 
     @property
     def compliant_hosts(self) -> list[HostVerdict]:
@@ -167,10 +192,18 @@ class WorkloadCheck:
         reasons = list(self.problems)
         if not self.compliant_hosts:
             where = ", ".join(self.locations)
-            if not self.hosts:
+            if self.absent is not None:
+                reasons.append(self.absent)
+            elif not self.hosts:
                 reasons.append("the cluster has no container instances")
             reasons.append(f"no compliant host for {self.workload} (allowed: {where})")
-            reasons.extend(f"  {v.host.label}: {'; '.join(v.reasons)}" for v in self.hosts)
+            if len(self.hosts) > GROUP_HOSTS_ABOVE:
+                reasons.extend(
+                    f"  {len(labels)} host(s): {why} ({named_few(labels)})"
+                    for why, labels in excluded_by_reason(self.hosts)
+                )
+            else:
+                reasons.extend(f"  {v.host.label}: {'; '.join(v.reasons)}" for v in self.hosts)
         return "\n".join(reasons)
 
     def to_json(self) -> dict[str, Any]:
@@ -484,6 +517,8 @@ class CheckList:
     """`check`: one pre-flight per workload (JSON: the list)."""
 
     checks: list[WorkloadCheck]
+    # Text only: every host in the table even on a large fleet (`check --all-hosts`).
+    all_hosts: bool = False
 
     @property
     def not_ready(self) -> list[str]:

@@ -65,14 +65,14 @@ def test_no_compliant_host_makes_no_run_task_call(world: World) -> None:
 def test_ecs_placement_failure_after_a_race(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     import residency_cli.dispatch as dispatch
 
-    real_check = dispatch.check
+    real_check = dispatch.preflight
 
     def check_then_drain(*args: Any, **kwargs: Any) -> Any:
         checked = real_check(*args, **kwargs)
         world.sandbox.drain("bonus.host")  # the host drains between pre-flight and RunTask
         return checked
 
-    monkeypatch.setattr(dispatch, "check", check_then_drain)
+    monkeypatch.setattr(dispatch, "preflight", check_then_drain)
     result = world.dispatcher().run("bonus", RunOptions(run_id="race"))
     assert result.outcome == "refused"
     assert "ECS:" in (result.message or "")

@@ -125,11 +125,13 @@ def manual_task_lifecycle() -> Iterator[None]:
 
 
 class CountingEcs:
-    """The moto client, counting calls per operation."""
+    """The moto client (or any client), counting calls per operation; `requests` keeps each
+    call's keyword arguments in order. Calls made through a paginator are not counted."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.calls: dict[str, int] = {}
+        self.requests: list[tuple[str, dict[str, Any]]] = []
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self.inner, name)
@@ -138,6 +140,7 @@ class CountingEcs:
 
         def counted(*args: Any, **kwargs: Any) -> Any:
             self.calls[name] = self.calls.get(name, 0) + 1
+            self.requests.append((name, dict(kwargs)))
             return attribute(*args, **kwargs)
 
         return counted

@@ -57,6 +57,11 @@ def check(
     workloads: list[str] = typer.Argument(
         None, metavar="[WORKLOAD]...", help="Workloads to check (default: all)."
     ),
+    all_hosts: bool = typer.Option(
+        False,
+        "--all-hosts",
+        help="List every host; by default more than 20 are grouped by reason (text only).",
+    ),
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Pre-flight workloads: task definition, log configuration, a compliant host."""
@@ -69,7 +74,9 @@ def check(
     for name in workloads or []:
         config.workload(name)
     clients = state.clients()
-    checks = CheckList(run_check(clients.ecs, clients.ssm, config, workloads or []))
+    checks = CheckList(
+        run_check(clients.ecs, clients.ssm, config, workloads or []), all_hosts=all_hosts
+    )
     render.render(checks, output)
     if checks.not_ready:
         raise RefusedError(f"not ready: {', '.join(checks.not_ready)}")

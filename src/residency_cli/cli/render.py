@@ -5,6 +5,7 @@ diagnostics go to stderr."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
         TaskList,
         TasksStopped,
         ValidateSummary,
+        WorkloadCheck,
     )
     from residency_cli.sandbox.control import JoinResult, SandboxStarted, SandboxStatus, StopResult
 
@@ -142,8 +144,10 @@ def raw(line: str) -> None:
 
 
 def note(message: str) -> None:
-    """A diagnostic for people, on stderr so that stdout stays clean for scripts."""
-    stderr().print(printable(message, newlines=True), markup=False)
+    """A diagnostic for people, on stderr so that stdout stays clean for scripts. Plain text
+    needs no rich (a note is printed before RunTask: the run id)."""
+    sys.stderr.write(printable(message, newlines=True) + "\n")
+    sys.stderr.flush()
 
 
 def show(message: str, *, markup: bool = True) -> None:
@@ -211,10 +215,16 @@ class LogPrinter:
     def __init__(self, *, json_lines: bool, show_container: bool, to_stderr: bool = False) -> None:
         self.json_lines = json_lines
         self.show_container = show_container
-        console = stderr() if to_stderr else stdout()
-        self.colour = bool(console.is_terminal and not console.no_color and console.color_system)
+        self._to_stderr = to_stderr
         self.file = sys.stderr if to_stderr else sys.stdout
         self.count = 0
+
+    @functools.cached_property
+    def colour(self) -> bool:
+        """Whether log lines are coloured: asked of rich at the first line, not before (rich
+        is imported after RunTask is sent, never on its way)."""
+        console = stderr() if self._to_stderr else stdout()
+        return bool(console.is_terminal and not console.no_color and console.color_system)
 
     def line(self, event: LogEvent) -> str:
         return format_event(event, show_container=self.show_container, colour=self.colour)
@@ -317,14 +327,33 @@ def _checks(result: CheckList) -> None:
         elif guard is not None:
             enforced = plain(", ".join(guard.enforced or []))
             show(f"  [green]✓[/green] data guard: enforces {enforced}, as the map")
+        _check_hosts(check, result.all_hosts)
+
+
+def _check_hosts(check: WorkloadCheck, all_hosts: bool) -> None:
+    """Every host (a few, or `--all-hosts`); on a large fleet the compliant hosts counted
+    and the excluded ones grouped by reason, with counts and the first few names."""
+    from residency_cli.results import GROUP_HOSTS_ABOVE, excluded_by_reason, named_few
+
+    if not check.hosts:
+        if not check.problems:
+            show("  [red]✗[/red] the cluster has no container instances")
+        return
+    if all_hosts or len(check.hosts) <= GROUP_HOSTS_ABOVE:
         rows = [
             [v.host.label, v.host.location, yes_no(v.compliant), "; ".join(v.reasons) or "-"]
             for v in check.hosts
         ]
-        if rows:
-            table(None, ["host", "location", "compliant", "why not"], rows)
-        elif not check.problems:
-            show("  [red]✗[/red] the cluster has no container instances")
+        table(None, ["host", "location", "compliant", "why not"], rows)
+        return
+    compliant = [v.host.label for v in check.compliant_hosts]
+    rows = [[str(len(compliant)), yes_no(True), "-", named_few(compliant) if compliant else "-"]]
+    rows += [
+        [str(len(labels)), yes_no(False), why, named_few(labels)]
+        for why, labels in excluded_by_reason(check.hosts)
+    ]
+    table(None, ["hosts", "compliant", "why not", "which"], rows)
+    note(f"{len(check.hosts)} hosts, grouped by reason; --all-hosts lists each one")
 
 
 def _run(result: RunResult) -> None:
@@ -499,15 +528,23 @@ class ConsoleObserver:
 
         # Several workloads in one run: each status line says whose task it is.
         self.name_workloads = name_workloads
-        self.err = stderr()
+        self._err: Console | None = None
         self.live: Status | None = None
         self.states: dict[str, str] = {}  # task id -> its last status, for the live line
         self.printer = LogPrinter(
             json_lines=False, show_container=True, to_stderr=output is OutputFormat.json
         )
-        if self.err.is_terminal and stdout().is_terminal:
+        # Not on a terminal, rich waits until there is something to print: nothing it does
+        # is needed before RunTask is sent (bench/dispatch_start.py).
+        if sys.stderr.isatty() and sys.stdout.isatty() and self.err.is_terminal:
             self.live = self.err.status("dispatching…")
             self.live.start()
+
+    @property
+    def err(self) -> Console:
+        if self._err is None:
+            self._err = stderr()
+        return self._err
 
     @staticmethod
     def _short(arn: str) -> str:

@@ -187,6 +187,34 @@ class SandboxFixture:
         else:
             ecs.put_attributes(cluster=self.cluster, attributes=[{**attribute, "value": location}])
 
+    def add_fleet(
+        self, count: int, locations: Sequence[str], *, prefix: str = "fleet"
+    ) -> list[str]:
+        """`count` more hosts, labelled with `locations` in turn (`fleet-00000.LOCATION`...),
+        registered straight into the sandbox's backends: no request, so none is counted, and
+        5,000 hosts take about a second (the scale tests and bench/scale_bench.py). Their
+        hostnames; `host()` does not know them."""
+        from residency_cli.sandbox.moto_ext import register_managed_instance
+        from residency_cli.sandbox.world import ACCOUNT_ID
+
+        cluster = self.cluster.rsplit("/", 1)[-1]
+        backend = moto_module("moto.ecs.models").ecs_backends[ACCOUNT_ID][self.region]
+        names = []
+        for index in range(count):
+            location = locations[index % len(locations)]
+            hostname = f"{prefix}-{index:05d}.{location}"
+            spec = register_managed_instance(
+                self.region, cluster, hostname, root=self.workdir / "fleet" / hostname
+            )
+            instance = backend.container_instances[cluster][
+                spec.container_instance_arn.rsplit("/", 1)[-1]
+            ]
+            with world().lock:
+                spec.location = location
+                instance.attributes[self.config.location_attribute] = location
+            names.append(hostname)
+        return names
+
     def label_all(self) -> None:
         """Label every host with its location from the map's `hosts:` section."""
         for host in self.hosts.values():
