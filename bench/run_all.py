@@ -814,6 +814,13 @@ def main(argv: list[str] | None = None) -> int:
         for needed in (RESIDENCY, AWS_CLI, Path(args.etl_python), Path(args.pandas_python)):
             if not needed.exists():
                 raise SystemExit(f"{needed} is missing: run `make bench`, which builds it")
+        import tempfile
+
+        # The benches dispatch with fixed run ids: a journal of their own, never the user's
+        # (a second `make bench` would otherwise find its first run's records).
+        state = tempfile.mkdtemp(prefix="residency-bench-state-")
+        os.environ["RESIDENCY_STATE_DIR"] = state
+        os.environ.pop("RESIDENCY_JOURNAL", None)
         began = time.monotonic()
         results = {
             "machine": machine(),
@@ -837,6 +844,9 @@ def main(argv: list[str] | None = None) -> int:
         results["seconds"] = time.monotonic() - began
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        import shutil
+
+        shutil.rmtree(state, ignore_errors=True)
     args.output.write_text(render(results))
     log(f"wrote {args.output}")
     return 0

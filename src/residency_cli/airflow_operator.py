@@ -73,9 +73,12 @@ class ResidencyRunOperator(BaseOperator):
     :param host_lost_after: fail as host_lost when a running task's host stays disconnected
         this long ("5m").
     :param follow_logs: copy the job's CloudWatch log lines into the task log.
+    :param journal: where the run is journalled, as `residency --journal`: a path or
+        `s3://BUCKET/PREFIX` (templated); default `$RESIDENCY_JOURNAL`, else the map's
+        `journal:`, else the worker's local journal file.
     """
 
-    template_fields = ("workload", "config_path")
+    template_fields = ("workload", "config_path", "journal")
     ui_color = "#d7ecd9"
 
     def __init__(
@@ -89,6 +92,7 @@ class ResidencyRunOperator(BaseOperator):
         timeout: str | float | None = None,
         host_lost_after: str | float = DEFAULT_HOST_LOST_AFTER,
         follow_logs: bool = True,
+        journal: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -100,6 +104,7 @@ class ResidencyRunOperator(BaseOperator):
         self.timeout = timeout
         self.host_lost_after = host_lost_after
         self.follow_logs = follow_logs
+        self.journal = journal
         self._instance: TaskInstance | None = None
         self._observer: TaskLogObserver | None = None
 
@@ -122,13 +127,17 @@ class ResidencyRunOperator(BaseOperator):
     def _dispatcher(self, config: Config, observer: TaskLogObserver | None) -> Dispatcher:
         from residency_cli.aws import Clients
         from residency_cli.dispatch import Dispatcher
+        from residency_cli.journal import journal_location, open_journal
 
         lost_after = _seconds("host_lost_after", self.host_lost_after) or 0.0
-        # The journal as `residency run` builds it today (Dispatcher.create's default).
+        clients = Clients(self._settings(config))
+        # Where `residency --journal ...` would write: explicit > env > the map's > local.
+        where = journal_location(self.journal, map_journal=config.journal_location)
         return Dispatcher.create(
-            Clients(self._settings(config)),
+            clients,
             config,
             observer=observer,
+            journal_store=open_journal(where, s3_client=lambda: clients.s3),
             host_lost_after=lost_after,
         )
 
