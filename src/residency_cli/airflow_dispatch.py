@@ -34,6 +34,7 @@ from residency_cli.constants import (
     AIRFLOW_TAGS,
     AIRFLOW_TASK_TAG,
     RESIDENCY_TAGS,
+    STARTED_BY,
 )
 from residency_cli.errors import UsageError
 from residency_cli.limits import MAX_TAG_VALUE, MAX_TAGS, tag_text
@@ -150,6 +151,9 @@ def running_tasks_of(
         task
         for task in described
         if task_tag(task, AIRFLOW_KEY_TAG) == instance.key
+        # Only what residency started: a raw RunTask carrying copied tags is not adopted
+        # (the attach verifies placement anyway).
+        and task.get("startedBy") == STARTED_BY
         and task.get("lastStatus") not in _STOPPED
         and task.get("desiredStatus") not in _STOPPED
         and workload_for_task(config, task) == workload

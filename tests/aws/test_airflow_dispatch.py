@@ -77,6 +77,18 @@ def test_another_task_instance_is_not_reattached(world: World) -> None:
     assert running_tasks_of(clients.ecs, config, "quick", INSTANCE) == []  # another workload
 
 
+def test_a_raw_run_task_with_copied_tags_is_not_adopted(world: World) -> None:
+    ecs = world.sandbox.clients().ecs
+    spoofed = ecs.run_task(
+        cluster=world.config.cluster,
+        taskDefinition="airflow-slow",
+        launchType="EXTERNAL",
+        tags=[{"key": k, "value": v} for k, v in INSTANCE.tags().items()],
+    )["tasks"][0]
+    assert task_tag_value(spoofed, AIRFLOW_KEY_TAG) == INSTANCE.key  # it carries the tags
+    assert running_tasks_of(ecs, world.config, "slow", INSTANCE) == []  # not started by us
+
+
 def test_a_cleared_task_instance_that_succeeded_runs_again(world: World) -> None:
     first = run_task_instance(world.dispatcher(), "quick", INSTANCE, timeout=60)
     cleared = TaskInstance(INSTANCE.dag_id, INSTANCE.run_id, INSTANCE.task_id, try_number=2)
