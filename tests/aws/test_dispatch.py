@@ -66,10 +66,7 @@ def test_draining_and_disconnected_hosts_are_excluded_with_reasons(
     from moto.ecs.models import ecs_backends
 
     register_bonus(moto_cluster)
-    draining = moto_cluster.add_host("us", "newyork")
-    moto_cluster.ecs.update_container_instances_state(
-        cluster="acme-etl", containerInstances=[draining], status="DRAINING"
-    )
+    draining = moto_cluster.add_draining_host("us", "newyork")
     disconnected = moto_cluster.add_host("sf", "sanfrancisco")
     # The ECS API cannot disconnect an agent: reach into moto's model, as the sandbox does.
     instances = ecs_backends[DEFAULT_ACCOUNT_ID][REGION].container_instances["acme-etl"]

@@ -78,10 +78,7 @@ def test_refusal_with_no_active_host_of_the_location_says_why_in_few_calls(
     moto_cluster: MotoCluster,
 ) -> None:
     register_bonus(moto_cluster)
-    draining = moto_cluster.add_host("us", "newyork")
-    moto_cluster.ecs.update_container_instances_state(
-        cluster="acme-etl", containerInstances=[draining], status="DRAINING"
-    )
+    moto_cluster.add_draining_host("us", "newyork")
     ecs = CountingEcs(moto_cluster.ecs)
     dispatcher = Dispatcher(
         ecs,  # type: ignore[arg-type]

@@ -66,6 +66,14 @@ class MotoCluster:
         self.ec2_ids[name] = instance_id
         return arn
 
+    def add_draining_host(self, name: str, location: str | None = None) -> str:
+        """A host set to DRAINING (UpdateContainerInstancesState): ECS places nothing there."""
+        arn = self.add_host(name, location)
+        self.ecs.update_container_instances_state(
+            cluster=self.config.cluster, containerInstances=[arn], status="DRAINING"
+        )
+        return arn
+
     def location_of(self, name: str) -> str | None:
         described = self.ecs.describe_container_instances(
             cluster=self.config.cluster, containerInstances=[self.instances[name]]
