@@ -343,6 +343,8 @@ class Engine:
     # `run` and `attach` end at the first violation (exit 4); waiting on several runs goes
     # on with the others (the misplaced task is stopped all the same).
     stop_on_violation: bool = True
+    # When the last DescribeTasks was answered (the describe floor counts from there).
+    _answered: float = field(default=0.0, init=False, repr=False)
 
     def wait(
         self, trackers: Sequence[Tracker], timeout: float | None, *, described: bool = True
@@ -360,11 +362,12 @@ class Engine:
             changed = False
             if pace.describe_due(moment, bool(self.follower and self.follower.behind)):
                 report.describe_calls += 1
+                self._answered = moment
                 changed, throttled = self._refresh(trackers, moment)
                 report.throttled_describes += throttled
-                # Counted from the answer, not the request: ECS then never sees two calls
-                # closer than the floor, however its answers' latency varies.
-                pace.described(self.now(), changed=changed, throttled=throttled)
+                # Counted from the answer, not the request (nor the host read-back after
+                # it): ECS never sees two calls closer than the floor, whatever its latency.
+                pace.described(self._answered, changed=changed, throttled=throttled)
                 if self.stop_on_violation and any(t.violation for t in trackers):
                     report.finished = True
                     return report
@@ -389,7 +392,9 @@ class Engine:
         except AwsError as error:
             if error_code(error.__cause__ or error) not in THROTTLING_CODES:
                 raise
+            self._answered = self.now()
             return False, True
+        self._answered = self.now()
         described = {str(t["taskArn"]): t for t in found}
         changed = False
         for tracker in active:

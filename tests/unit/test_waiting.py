@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -110,6 +111,33 @@ def test_verify_sees_each_task_when_placed_and_again_when_running() -> None:
 
     engine(ecs, FakeClock(), verify=verify).wait(tasks, None, described=False)
     assert seen == [["PENDING", "PENDING"], ["RUNNING", "RUNNING"]]
+
+
+def test_describe_calls_are_a_floor_apart_from_answer_to_request() -> None:
+    # ECS answers after 0.3 s and the hosts are read back for 0.4 s more: the next
+    # DescribeTasks still goes a full second after the answer, never after the request.
+    tasks = trackers(1)
+    clock = FakeClock()
+    requests: list[tuple[float, float]] = []  # (sent, answered)
+
+    @dataclass
+    class SlowEcs(Ecs):
+        def describe_tasks(self, **params: Any) -> dict[str, Any]:
+            sent = clock.t
+            clock.t += 0.3
+            requests.append((sent, clock.t))
+            return super().describe_tasks(**params)
+
+    def verify(batch: Sequence[Tracker]) -> None:
+        clock.t += 0.4
+        for tracker in batch:
+            tracker.host = object()  # type: ignore[assignment]
+
+    ecs = SlowEcs({tasks[0].arn: ["PENDING", "RUNNING", "RUNNING", "STOPPED"]})
+    engine(ecs, clock, verify=verify).wait(tasks, None, described=False)
+    assert len(requests) == 4
+    gaps = [sent - answered for (_, answered), (sent, _) in pairwise(requests)]
+    assert all(abs(gap - 1.0) < 1e-9 for gap in gaps), gaps
 
 
 def test_a_violation_ends_the_wait_at_once_unless_told_otherwise() -> None:
