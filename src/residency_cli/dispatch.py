@@ -35,16 +35,14 @@ from residency_cli.constants import (
 from residency_cli.errors import AwsError, OutputClosed, UsageError
 from residency_cli.guarding import definition_guard, with_guard
 from residency_cli.hosts import (
+    cluster_hosts,
     cluster_is_empty,
-    describe_container_instances,
     describe_hosts,
     filtered_host_pages,
-    host_from_instance,
     hosts_of_tasks,
     inventory_conflict,
     list_instance_arns,
     list_instance_page,
-    managed_instance_hostnames,
 )
 from residency_cli.journal import JournalError, RunJournal
 from residency_cli.placement import build_constraints, build_expression, evaluate
@@ -301,13 +299,6 @@ def check_workload(
     workload = config.workload(name)
     definition = _describe_definition(ecs, workload.task_definition)
     return _judged(config, name, _definition_facts(workload, definition), hosts)
-
-
-def cluster_hosts(ecs: ECSClient, ssm: SSMClient | None, config: Config) -> list[Host]:
-    """Every host of the cluster, described (what `check` diagnoses)."""
-    instances = describe_container_instances(ecs, config.cluster)
-    names = managed_instance_hostnames(ssm, (i.get("ec2InstanceId", "") for i in instances))
-    return [host_from_instance(i, config.location_attribute, names) for i in instances]
 
 
 def check(
@@ -923,16 +914,7 @@ class Dispatcher:
                 pending=Outcome.INTERRUPTED if started.interrupted else None,
             )
         except AwsError as error:
-            # The task started: whatever failed after, the run is journalled and its task named.
-            self._result(
-                started.trackers,
-                options.run_id,
-                request,
-                None,
-                failures=started.failures,
-                event="run",
-            )
-            error.task_ids = [t.arn.rsplit("/", 1)[-1] for t in started.trackers]
+            self._journal_started([started], error)
             raise
 
     def run_many(
@@ -1013,8 +995,8 @@ class Dispatcher:
         as interrupted."""
         entries: list[_Started | RunResult] = []
         interrupted = False
-        for preflight, request, earlier in plans:
-            name = preflight.workload
+        for checked, request, earlier in plans:
+            name = checked.workload
             entry: _Started | RunResult | None = None
             if not interrupted:
                 try:
@@ -1053,15 +1035,19 @@ class Dispatcher:
         except KeyboardInterrupt:
             pending = Outcome.INTERRUPTED
         except AwsError as error:
-            # Tasks started: whatever failed after, each run is journalled and its tasks named.
-            for entry in started:
-                self._started_result(entry, None)
-            error.task_ids = [t.arn.rsplit("/", 1)[-1] for s in started for t in s.trackers]
+            self._journal_started(started, error)
             raise
         return [
             entry if isinstance(entry, RunResult) else self._started_result(entry, pending)
             for entry in entries
         ]
+
+    def _journal_started(self, started: Sequence[_Started], error: AwsError) -> None:
+        """Tasks started, then AWS failed: whatever failed after, each run is journalled and
+        the error names its tasks."""
+        for entry in started:
+            self._started_result(entry, None)
+        error.task_ids = [t.arn.rsplit("/", 1)[-1] for entry in started for t in entry.trackers]
 
     def _started_result(self, entry: _Started, pending: Outcome | None) -> RunResult:
         return self._result(
@@ -1387,12 +1373,8 @@ class Dispatcher:
         located = self._locate_streams(name, trackers)
         if any(t.violation for t in trackers) or not wait:
             return self._result(trackers, run_id, request, pending, event=event, failures=failures)
-        follower = None
-        if follow and self.logs_client is not None and located:
-            from residency_cli.logs import LogFollower
-
-            every = [stream for found in located.values() for stream in found]
-            follower = LogFollower(self.logs_client(every), every)
+        every = [stream for found in located.values() for stream in found]
+        follower = self._follower(every) if follow else None
         pending = self._wait_engine(trackers, timeout, follower, stop_on_violation=True)
         return self._result(trackers, run_id, request, pending, event=event, failures=failures)
 

@@ -135,7 +135,17 @@ def describe_hosts(
     asked for the names of these hosts only."""
     if not arns:
         return []
-    instances = describe_container_instances(ecs, config.cluster, arns)
+    return _as_hosts(describe_container_instances(ecs, config.cluster, arns), ssm, config)
+
+
+def cluster_hosts(ecs: ECSClient, ssm: SSMClient | None, config: Config) -> list[Host]:
+    """Every host of the cluster, described (what `check` diagnoses, `hosts` lists)."""
+    return _as_hosts(describe_container_instances(ecs, config.cluster), ssm, config)
+
+
+def _as_hosts(
+    instances: Sequence[dict[str, Any]], ssm: SSMClient | None, config: Config
+) -> list[Host]:
     names = managed_instance_hostnames(ssm, (i.get("ec2InstanceId", "") for i in instances))
     return [host_from_instance(i, config.location_attribute, names) for i in instances]
 
@@ -223,9 +233,7 @@ def list_hosts(
 ) -> list[Host]:
     """The cluster's container instances as Hosts, optionally only those of one location."""
     if location is None:
-        instances = describe_container_instances(ecs, config.cluster)
-        hostnames = managed_instance_hostnames(ssm, (i.get("ec2InstanceId", "") for i in instances))
-        hosts = [host_from_instance(i, config.location_attribute, hostnames) for i in instances]
+        hosts = cluster_hosts(ecs, ssm, config)
     else:
         # Only that location's hosts are listed (ECS filters), described and named by SSM;
         # the location is checked again here for a stand-in that ignores `filter`.
