@@ -31,7 +31,7 @@ import json
 import os
 import re
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -452,14 +452,21 @@ def read(
     Lenient: lines that are not records and a torn tail are skipped (`verify` reports them).
     A missing journal has no records.
     """
-    kept: deque[dict[str, Any]] = deque(maxlen=limit if limit is not None and limit >= 0 else None)
     with _opened(path) as stream:
-        for _, line, complete in _lines(stream) if stream is not None else ():
-            record = _parse(line) if complete else None
-            if record is None:
-                continue
-            if workload is not None and record.get("workload") != workload:
-                continue
+        lines = _lines(stream) if stream is not None else ()
+        return kept_records(
+            (_parse(line) if complete else None for _, line, complete in lines), workload, limit
+        )
+
+
+def kept_records(
+    records: Iterable[dict[str, Any] | None], workload: str | None, limit: int | None
+) -> list[dict[str, Any]]:
+    """What `read` returns from a store's records in order (None: not a record, skipped):
+    the last `limit` ones, of `workload` if given."""
+    kept: deque[dict[str, Any]] = deque(maxlen=limit if limit is not None and limit >= 0 else None)
+    for record in records:
+        if record is not None and (workload is None or record.get("workload") == workload):
             kept.append(record)
     return list(kept)
 

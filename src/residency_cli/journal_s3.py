@@ -33,7 +33,6 @@ import os
 import random
 import re
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ from residency_cli.journal import (
     _jsonable,
     _parse,
     canonical,
+    kept_records,
     record_hash,
 )
 
@@ -439,15 +439,10 @@ class S3Journal:
         ]
         if workload is None and limit is not None and limit >= 0:
             listed = listed[len(listed) - limit :] if limit else []
-        kept: deque[dict[str, Any]] = deque(
-            maxlen=limit if limit is not None and limit >= 0 else None
+        bodies = self._cached_bodies(listed)
+        return kept_records(
+            (_parse(body) if body is not None else None for _, body in bodies), workload, limit
         )
-        for _, body in self._cached_bodies(listed):
-            record = _parse(body) if body is not None else None
-            if record is None or (workload is not None and record.get("workload") != workload):
-                continue
-            kept.append(record)
-        return list(kept)
 
     def verify(self) -> VerifyReport:
         """The same checks as the local file (`_Chain`), each record named by its object;
